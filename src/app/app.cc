@@ -1,0 +1,201 @@
+#include "app/app.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "core/auth/authenticator.h"
+#include "core/auth/extension_registry.h"
+#include "core/auth/jwt.h"
+#include "core/kv/document_service.h"
+#include "http/router.h"
+#include "http/routes/routes.h"
+#include "http/server.h"
+#include "storage/memory_store.h"
+#include "storage/metered_store.h"
+#include "storage/rocksdb_store.h"
+
+namespace medkit::app {
+
+namespace fs = std::filesystem;
+
+struct App::Impl {
+  AppConfig config;
+  const core::Clock& clock;
+  std::unique_ptr<storage::Store> engine;
+  std::unique_ptr<storage::MeteredStore> store;
+  core::auth::ExtensionRegistry registry;
+  std::unique_ptr<core::auth::Authenticator> auth;
+  std::unique_ptr<core::kv::DocumentService> documents;
+  http::Services services;
+  std::unique_ptr<http::Router> router;
+  std::unique_ptr<http::Server> server;
+
+  Impl(const AppConfig& c, const core::Clock& k) : config(c), clock(k) {}
+};
+
+namespace {
+
+std::string RandomBytes(size_t n) {
+  std::random_device rd;
+  std::string out(n, '\0');
+  for (auto& c : out) c = static_cast<char>(rd() & 0xff);
+  return out;
+}
+
+// The server's own signing key: from the config file, else persisted beside the database so
+// sandbox tokens survive a restart, else (memory store) fresh per process.
+core::Result<std::string> SigningKey(const AppConfig& config) {
+  if (!config.signing_key_b64.empty()) {
+    auto key = core::auth::Base64Decode(config.signing_key_b64);
+    if (!key || key->empty()) {
+      return core::MakeError(core::Errc::kInvalidArgument, "config: signing_key is not base64");
+    }
+    return *key;
+  }
+  if (config.store == "memory") return RandomBytes(32);
+  fs::path path = fs::path(config.data_dir) / "signing.key";
+  std::ifstream in(path);
+  if (in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string b64 = text.str();
+    while (!b64.empty() && (b64.back() == '\n' || b64.back() == '\r')) b64.pop_back();
+    auto key = core::auth::Base64Decode(b64);
+    if (key && !key->empty()) return *key;
+    return core::MakeError(core::Errc::kInvalidArgument, path.string() + " is not base64");
+  }
+  std::string key = RandomBytes(32);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return core::MakeError(core::Errc::kInternal, "cannot create " + path.string());
+  std::string b64 = core::auth::Base64Encode(key) + "\n";
+  bool ok = ::write(fd, b64.data(), b64.size()) == static_cast<ssize_t>(b64.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok) return core::MakeError(core::Errc::kInternal, "cannot write " + path.string());
+  return key;
+}
+
+void AddStoreMetrics(http::Router& router, const storage::MeteredStore& store) {
+  router.metrics().AddProvider([&store](std::string& out) {
+    auto c = store.counts();
+    out += "# HELP medkit_store_operations_total Store operations by kind.\n";
+    out += "# TYPE medkit_store_operations_total counter\n";
+    std::string name(store.Name());
+    auto line = [&](const char* op, uint64_t v) {
+      out += "medkit_store_operations_total{store=\"" + name + "\",op=\"" + op + "\"} " +
+             std::to_string(v) + "\n";
+    };
+    line("get", c.gets);
+    line("multi_get", c.multi_gets);
+    line("multi_get_key", c.multi_get_keys);
+    line("apply", c.applies);
+    line("apply_op", c.apply_ops);
+    line("conflict", c.conflicts);
+    line("scan", c.scans);
+    line("error", c.errors);
+  });
+}
+
+}  // namespace
+
+App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+App::~App() {
+  if (impl_ && impl_->engine) {
+    auto synced = impl_->engine->Sync();
+    if (!synced) spdlog::error("store sync at shutdown failed: {}", synced.error().message);
+  }
+}
+
+core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const core::Clock& clock) {
+  if (auto ok = Validate(config); !ok) return std::move(ok).error();
+  auto impl = std::make_unique<Impl>(config, clock);
+
+  if (config.store == "rocksdb") {
+    std::error_code ec;
+    fs::create_directories(config.data_dir, ec);
+    if (ec) {
+      return core::MakeError(core::Errc::kInternal,
+                             "cannot create data dir " + config.data_dir + ": " + ec.message());
+    }
+    storage::RocksDbOptions options;
+    options.path = (fs::path(config.data_dir) / "db").string();
+    options.sync_writes = config.sync_writes;
+    auto db = storage::RocksDbStore::Open(options, clock);
+    if (!db) return std::move(db).error();
+    impl->engine = std::move(*db);
+  } else {
+    impl->engine = std::make_unique<storage::MemoryStore>(clock);
+  }
+  impl->store = std::make_unique<storage::MeteredStore>(*impl->engine);
+
+  for (const auto& ext : config.extensions) {
+    auto added = impl->registry.Add(ext.client_id, ext.secret_b64, ext.owner_id, ext.admin_ids);
+    if (!added) return std::move(added).error();
+  }
+  auto key = SigningKey(config);
+  if (!key) return std::move(key).error();
+
+  core::auth::AuthOptions auth_options;
+  auth_options.stage = config.stage == "production" ? core::auth::Stage::kProduction
+                                                    : core::auth::Stage::kSandbox;
+  auth_options.server_key = std::move(*key);
+  auth_options.sandbox_token_ttl_seconds = config.sandbox_token_ttl_seconds;
+  impl->auth =
+      std::make_unique<core::auth::Authenticator>(auth_options, impl->registry, clock);
+  impl->documents = std::make_unique<core::kv::DocumentService>(*impl->store, clock,
+                                                                auth_options.stage, config.limits);
+
+  impl->services.auth = impl->auth.get();
+  impl->services.documents = impl->documents.get();
+  impl->services.clock = &clock;
+  impl->services.max_json_depth = config.limits.max_depth;
+  Impl* raw = impl.get();
+  impl->services.ready = [raw] { return !(raw->server && raw->server->stopping()); };
+
+  impl->router = std::make_unique<http::Router>(impl->services);
+  http::RegisterOpsRoutes(*impl->router);
+  http::RegisterSessionRoutes(*impl->router);
+  http::RegisterStateRoutes(*impl->router);
+  http::RegisterConfigRoutes(*impl->router);
+  impl->router->Freeze();
+  AddStoreMetrics(*impl->router, *impl->store);
+  return std::unique_ptr<App>(new App(std::move(impl)));
+}
+
+http::Router& App::router() { return *impl_->router; }
+
+core::Result<uint16_t> App::Listen() {
+  http::ServerOptions options;
+  options.listen = impl_->config.listen;
+  options.port = static_cast<uint16_t>(impl_->config.port);
+  options.threads = impl_->config.threads > 0
+                        ? impl_->config.threads
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  options.max_body_bytes = impl_->config.max_body_bytes;
+  options.max_header_bytes = impl_->config.max_header_bytes;
+  options.idle_timeout_seconds = impl_->config.idle_timeout_seconds;
+  impl_->server = std::make_unique<http::Server>(options, *impl_->router);
+  return impl_->server->Listen();
+}
+
+void App::Run() {
+  impl_->server->StopOnSignals();
+  impl_->server->Run();
+  auto synced = impl_->engine->Sync();
+  if (!synced) spdlog::error("store sync failed: {}", synced.error().message);
+}
+
+void App::Stop() {
+  if (impl_->server) impl_->server->Stop();
+}
+
+}  // namespace medkit::app

@@ -1,0 +1,133 @@
+#include "app/config.h"
+
+#include <boost/json.hpp>
+#include <fstream>
+#include <sstream>
+
+namespace medkit::app {
+namespace json = boost::json;
+
+namespace {
+
+core::Error Bad(const std::string& what) {
+  return core::MakeError(core::Errc::kInvalidArgument, "config: " + what);
+}
+
+template <class T>
+core::Result<void> ReadNumber(const json::object& o, std::string_view key, T& out) {
+  auto it = o.find(key);
+  if (it == o.end()) return {};
+  const json::value& v = it->value();
+  if (v.is_int64() && v.get_int64() >= 0) {
+    out = static_cast<T>(v.get_int64());
+  } else if (v.is_uint64()) {
+    out = static_cast<T>(v.get_uint64());
+  } else {
+    return Bad(std::string(key) + " must be a non-negative integer");
+  }
+  return {};
+}
+
+core::Result<void> ReadString(const json::object& o, std::string_view key, std::string& out) {
+  auto it = o.find(key);
+  if (it == o.end()) return {};
+  if (!it->value().is_string()) return Bad(std::string(key) + " must be a string");
+  out = std::string(it->value().get_string());
+  return {};
+}
+
+}  // namespace
+
+core::Result<void> LoadConfigFile(AppConfig& config) {
+  if (config.config_file.empty()) return {};
+  std::ifstream in(config.config_file);
+  if (!in) return Bad("cannot read " + config.config_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  boost::system::error_code ec;
+  json::value root = json::parse(text.str(), ec);
+  if (ec || !root.is_object()) return Bad(config.config_file + " is not a JSON object");
+  const json::object& o = root.get_object();
+
+  static const char* kKnown[] = {"extensions",      "signing_key", "limits", "state_ttl_seconds",
+                                 "sandbox_token_ttl_seconds", "idle_timeout_seconds",
+                                 "sync_writes",     "stage"};
+  for (const auto& kv : o) {
+    bool known = false;
+    for (const char* k : kKnown) known = known || kv.key() == k;
+    if (!known) return Bad("unknown key \"" + std::string(kv.key()) + "\"");
+  }
+
+  if (auto it = o.find("extensions"); it != o.end()) {
+    if (!it->value().is_array()) return Bad("extensions must be a list");
+    for (const auto& e : it->value().get_array()) {
+      if (!e.is_object()) return Bad("each extension must be an object");
+      const json::object& x = e.get_object();
+      ExtensionConfig ext;
+      if (auto r = ReadString(x, "client_id", ext.client_id); !r) return r;
+      if (auto r = ReadString(x, "secret", ext.secret_b64); !r) return r;
+      if (auto r = ReadString(x, "owner_id", ext.owner_id); !r) return r;
+      if (auto a = x.find("admin_ids"); a != x.end()) {
+        if (!a->value().is_array()) return Bad("admin_ids must be a list of strings");
+        for (const auto& id : a->value().get_array()) {
+          if (!id.is_string()) return Bad("admin_ids must be a list of strings");
+          ext.admin_ids.emplace_back(id.get_string());
+        }
+      }
+      if (ext.client_id.empty() || ext.secret_b64.empty()) {
+        return Bad("each extension needs client_id and secret");
+      }
+      config.extensions.push_back(std::move(ext));
+    }
+  }
+  if (auto r = ReadString(o, "signing_key", config.signing_key_b64); !r) return r;
+  if (auto r = ReadString(o, "stage", config.stage); !r) return r;
+  int64_t ttl_seconds = config.limits.state_ttl_ms / 1000;
+  if (auto r = ReadNumber(o, "state_ttl_seconds", ttl_seconds); !r) return r;
+  config.limits.state_ttl_ms = ttl_seconds * 1000;
+  if (auto r = ReadNumber(o, "sandbox_token_ttl_seconds", config.sandbox_token_ttl_seconds); !r) {
+    return r;
+  }
+  if (auto r = ReadNumber(o, "idle_timeout_seconds", config.idle_timeout_seconds); !r) return r;
+  if (auto it = o.find("sync_writes"); it != o.end()) {
+    if (!it->value().is_bool()) return Bad("sync_writes must be true or false");
+    config.sync_writes = it->value().get_bool();
+  }
+  if (auto it = o.find("limits"); it != o.end()) {
+    if (!it->value().is_object()) return Bad("limits must be an object");
+    const json::object& l = it->value().get_object();
+    static const char* kLimitKeys[] = {"state_bytes", "config_bytes", "json_depth",
+                                       "batch_ids",   "body_bytes",   "header_bytes"};
+    for (const auto& kv : l) {
+      bool known = false;
+      for (const char* k : kLimitKeys) known = known || kv.key() == k;
+      if (!known) return Bad("unknown limit \"" + std::string(kv.key()) + "\"");
+    }
+    if (auto r = ReadNumber(l, "state_bytes", config.limits.state_max_bytes); !r) return r;
+    if (auto r = ReadNumber(l, "config_bytes", config.limits.config_max_bytes); !r) return r;
+    if (auto r = ReadNumber(l, "json_depth", config.limits.max_depth); !r) return r;
+    if (auto r = ReadNumber(l, "batch_ids", config.limits.max_batch_ids); !r) return r;
+    if (auto r = ReadNumber(l, "body_bytes", config.max_body_bytes); !r) return r;
+    if (auto r = ReadNumber(l, "header_bytes", config.max_header_bytes); !r) return r;
+  }
+  return {};
+}
+
+core::Result<void> Validate(const AppConfig& config) {
+  if (config.stage != "sandbox" && config.stage != "production") {
+    return Bad("stage must be sandbox or production, not \"" + config.stage + "\"");
+  }
+  if (config.store != "rocksdb" && config.store != "memory") {
+    return Bad("store must be rocksdb or memory, not \"" + config.store + "\"");
+  }
+  if (config.port < 0 || config.port > 65535) return Bad("port out of range");
+  if (config.limits.max_depth < 2 || config.limits.max_depth > 1000) {
+    return Bad("limits.json_depth must be between 2 and 1000");
+  }
+  if (config.stage == "production" && config.extensions.empty()) {
+    return Bad("the production stage needs at least one extension in the config file");
+  }
+  return {};
+}
+
+}  // namespace medkit::app

@@ -1,0 +1,50 @@
+// Server configuration: command-line flags and MEDKIT_* environment variables (CLI11) for the
+// process, plus an optional JSON file for extensions and limits (see docs/configuration.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/kv/document_service.h"
+#include "core/result.h"
+
+namespace medkit::app {
+
+struct ExtensionConfig {
+  std::string client_id;
+  std::string secret_b64;
+  std::string owner_id;
+  std::vector<std::string> admin_ids;
+};
+
+struct AppConfig {
+  // Process options (flag, or MEDKIT_<NAME> environment variable).
+  std::string stage = "sandbox";  // sandbox | production
+  std::string listen = "127.0.0.1";
+  int port = 5000;
+  std::string data_dir = "./data";
+  std::string store = "rocksdb";  // rocksdb | memory
+  std::string config_file;
+  int threads = 0;  // 0: one per core
+  std::string log_level = "info";
+
+  // From the config file.
+  std::vector<ExtensionConfig> extensions;
+  std::string signing_key_b64;  // the server's own token key; generated when empty
+  core::kv::DocLimits limits;
+  size_t max_body_bytes = 1024 * 1024;
+  size_t max_header_bytes = 16 * 1024;
+  int64_t sandbox_token_ttl_seconds = 7 * 86400;
+  int idle_timeout_seconds = 120;
+  bool sync_writes = false;  // fsync every write (survives OS crash, much slower)
+};
+
+// Reads the JSON config file named in config.config_file (if any) into config. Keys the file
+// does not name keep their values. Unknown keys are errors, to catch typos.
+core::Result<void> LoadConfigFile(AppConfig& config);
+
+// Checks values that CLI11 cannot (stage and store names, ranges).
+core::Result<void> Validate(const AppConfig& config);
+
+}  // namespace medkit::app

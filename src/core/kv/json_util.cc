@@ -1,0 +1,55 @@
+#include "core/kv/json_util.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/parse_options.hpp>
+#include <boost/json/monotonic_resource.hpp>
+#include <algorithm>
+
+namespace medkit::core::kv {
+namespace json = boost::json;
+
+size_t JsonDepth(const json::value& v) {
+  size_t deepest = 0;
+  if (const json::object* o = v.if_object()) {
+    for (const auto& kv : *o) deepest = std::max(deepest, JsonDepth(kv.value()));
+    return deepest + 1;
+  }
+  if (const json::array* a = v.if_array()) {
+    for (const auto& e : *a) deepest = std::max(deepest, JsonDepth(e));
+    return deepest + 1;
+  }
+  return 0;
+}
+
+namespace {
+
+Result<json::value> ParseOnce(std::string_view text, size_t max_depth) {
+  json::parse_options options;
+  options.max_depth = max_depth;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec, {}, options);
+  if (ec) {
+    if (ec == json::error::too_deep) {
+      return MakeError(Errc::kInvalidArgument,
+                       "JSON nesting too deep (limit " + std::to_string(max_depth) + ")");
+    }
+    return MakeError(Errc::kInvalidArgument, "Malformed json body");
+  }
+  return v;
+}
+
+}  // namespace
+
+Result<json::value> ParseJsonBody(std::string_view text, size_t max_depth) {
+  auto v = ParseOnce(text, max_depth);
+  if (!v) return v;
+  if (v->is_string()) {
+    std::string_view inner = v->get_string();
+    auto again = ParseOnce(inner, max_depth);
+    if (again) return again;
+    if (again.error().message != "Malformed json body") return again;  // too deep
+  }
+  return v;
+}
+
+}  // namespace medkit::core::kv

@@ -1,0 +1,22 @@
+// Small JSON helpers shared by the core and the HTTP adapter.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+
+namespace medkit::core::kv {
+
+// Nesting depth of v: a scalar is 0, {} and [] are 1, {"a":[1]} is 2.
+size_t JsonDepth(const boost::json::value& v);
+
+// Parses text as JSON with a nesting limit. Errors are Errc::kInvalidArgument:
+// "Malformed json body" or "JSON nesting too deep (limit N)".
+// A body that parses to a string holding JSON is parsed once more (spec 3.1: some callers
+// stringify twice); a string that is not JSON is returned as the string.
+Result<boost::json::value> ParseJsonBody(std::string_view text, size_t max_depth);
+
+}  // namespace medkit::core::kv

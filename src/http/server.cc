@@ -1,0 +1,440 @@
+#include "http/server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "http/error_map.h"
+#include "http/message.h"
+#include "http/router.h"
+
+namespace medkit::http {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+
+constexpr size_t kInitialReadBuffer = 4096;
+constexpr size_t kShrinkAbove = 64 * 1024;
+
+const char* StatusText(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+}  // namespace
+
+class Connection;
+
+struct Worker {
+  asio::io_context ioc{1};
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::steady_timer> ticker;
+  std::unordered_set<Connection*> connections;  // touched only on this worker's thread
+  bool draining = false;
+  int64_t now_s = 0;  // steady seconds, refreshed by the ticker
+  std::string date;   // "Date: ...\r\n", refreshed by the ticker
+
+  void RefreshClock() {
+    now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                std::chrono::steady_clock::now().time_since_epoch())
+                .count();
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    date = buf;
+  }
+};
+
+struct Server::Impl {
+  ServerOptions options;
+  Router& router;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::atomic<bool> stopping{false};
+  std::optional<asio::signal_set> signals;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;  // guarded by mu
+
+  Impl(ServerOptions o, Router& r) : options(std::move(o)), router(r) {}
+  void Accept(Worker& worker);
+  void Tick(Worker& worker);
+  void Drain(Worker& worker);
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, Worker& worker, Server::Impl& server)
+      : socket_(std::move(socket)), worker_(worker), server_(server) {
+    error_code ec;
+    auto endpoint = socket_.remote_endpoint(ec);
+    if (!ec) remote_ip_ = endpoint.address().to_string();
+    socket_.set_option(tcp::no_delay(true), ec);
+    in_.resize(kInitialReadBuffer);
+    last_active_s_ = worker_.now_s;
+    worker_.connections.insert(this);
+    server_.router.metrics().ConnectionOpened();
+  }
+
+  ~Connection() {
+    worker_.connections.erase(this);
+    server_.router.metrics().ConnectionClosed();
+  }
+
+  void Start() { Read(); }
+
+  // Called on the worker thread when the server drains or the connection idles out.
+  void Shutdown() {
+    if (writing_) {
+      close_after_write_ = true;
+      return;
+    }
+    CloseSocket();
+  }
+
+  bool Idle(int64_t now_s, int timeout_s) const {
+    return !writing_ && now_s - last_active_s_ >= timeout_s;
+  }
+
+ private:
+  void CloseSocket() {
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  void Read() {
+    if (in_len_ == in_.size()) {
+      size_t limit = server_.options.max_header_bytes + server_.options.max_body_bytes + 4096;
+      if (in_.size() >= limit) {
+        AppendError(413, "request too large");
+        close_after_write_ = true;
+        Write();
+        return;
+      }
+      in_.resize(std::min(limit, in_.size() * 2));
+    }
+    socket_.async_read_some(
+        asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
+        [self = shared_from_this()](error_code ec, size_t n) { self->OnRead(ec, n); });
+  }
+
+  void OnRead(error_code ec, size_t n) {
+    if (ec) {
+      CloseSocket();
+      return;
+    }
+    last_active_s_ = worker_.now_s;
+    in_len_ += n;
+    Process();
+    if (!out_.empty()) {
+      Write();
+    } else if (close_after_write_ || worker_.draining) {
+      CloseSocket();
+    } else {
+      Read();
+    }
+  }
+
+  // Parses every complete request in the buffer and appends each response to out_.
+  void Process() {
+    size_t pos = 0;
+    while (pos < in_len_ && !close_after_write_) {
+      if (!parser_) {
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_bytes));
+        parser_->body_limit(server_.options.max_body_bytes);
+        parser_->eager(true);
+        continue_sent_ = false;
+      }
+      boost::beast::error_code ec;
+      size_t used = parser_->put(asio::buffer(in_.data() + pos, in_len_ - pos), ec);
+      pos += used;
+      if (ec == bhttp::error::need_more) {
+        if (parser_->is_header_done() && !continue_sent_) {
+          auto expect = parser_->get()[bhttp::field::expect];
+          if (expect.size() == 12 && strncasecmp(expect.data(), "100-continue", 12) == 0) {
+            out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+            continue_sent_ = true;
+          }
+        }
+        break;
+      }
+      if (ec) {
+        if (ec == bhttp::error::body_limit) {
+          AppendError(413, "request body too large");
+        } else if (ec == bhttp::error::header_limit) {
+          AppendError(431, "request header too large");
+        } else {
+          AppendError(400, "malformed HTTP request");
+        }
+        close_after_write_ = true;
+        break;
+      }
+      if (parser_->is_done()) {
+        Handle(parser_->release());
+        parser_.reset();
+      } else if (used == 0) {
+        break;
+      }
+    }
+    if (pos > 0) {
+      std::memmove(in_.data(), in_.data() + pos, in_len_ - pos);
+      in_len_ -= pos;
+    }
+    if (in_len_ == 0 && in_.size() > kShrinkAbove) {
+      in_.resize(kInitialReadBuffer);
+      in_.shrink_to_fit();
+    }
+  }
+
+  void Handle(bhttp::request<bhttp::string_body>&& msg) {
+    Request req;
+    req.method = ParseMethod(std::string_view(msg.method_string().data(), msg.method_string().size()));
+    auto target = msg.target();
+    ParseTarget(std::string_view(target.data(), target.size()), req);
+    auto header = [&](bhttp::field f) {
+      auto v = msg[f];
+      return std::string(v.data(), v.size());
+    };
+    req.authorization = header(bhttp::field::authorization);
+    req.origin = header(bhttp::field::origin);
+    req.content_type = header(bhttp::field::content_type);
+    req.body = std::move(msg.body());
+    req.remote_ip = remote_ip_;
+    bool keep_alive = msg.keep_alive();
+
+    Response res = server_.router.Dispatch(req);
+    if (!keep_alive || res.close || worker_.draining) close_after_write_ = true;
+    Serialize(res, req.method == Method::kHead);
+  }
+
+  void AppendError(int status, std::string_view reason) {
+    Response res = ErrorResponse(status, reason);
+    close_after_write_ = true;
+    Serialize(res, false);
+  }
+
+  void Serialize(const Response& res, bool head) {
+    out_.append("HTTP/1.1 ");
+    out_.append(std::to_string(res.status));
+    out_.push_back(' ');
+    out_.append(StatusText(res.status));
+    out_.append("\r\n");
+    out_.append(worker_.date);
+    if (!res.content_type.empty()) {
+      out_.append("Content-Type: ").append(res.content_type).append("\r\n");
+    }
+    out_.append("Access-Control-Allow-Origin: *\r\n");
+    for (const auto& [name, value] : res.headers) {
+      out_.append(name).append(": ").append(value).append("\r\n");
+    }
+    if (res.status != 204) {
+      out_.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
+    }
+    if (close_after_write_) out_.append("Connection: close\r\n");
+    out_.append("\r\n");
+    if (!head && res.status != 204) out_.append(res.body);
+  }
+
+  void Write() {
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self = shared_from_this()](error_code ec, size_t) { self->OnWrite(ec); });
+  }
+
+  void OnWrite(error_code ec) {
+    writing_ = false;
+    out_.clear();
+    if (out_.capacity() > kShrinkAbove) out_.shrink_to_fit();
+    last_active_s_ = worker_.now_s;
+    if (ec || close_after_write_ || worker_.draining) {
+      CloseSocket();
+      return;
+    }
+    Read();
+  }
+
+  tcp::socket socket_;
+  Worker& worker_;
+  Server::Impl& server_;
+  std::string remote_ip_;
+  std::string in_;
+  size_t in_len_ = 0;
+  std::string out_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bool continue_sent_ = false;
+  bool close_after_write_ = false;
+  bool writing_ = false;
+  int64_t last_active_s_ = 0;
+};
+
+void Server::Impl::Accept(Worker& worker) {
+  worker.acceptor->async_accept(worker.ioc, [this, &worker](error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || worker.draining) return;
+      // Out of descriptors or similar: retry shortly rather than spin.
+      spdlog::warn("accept failed: {}", ec.message());
+    } else if (!worker.draining) {
+      std::make_shared<Connection>(std::move(socket), worker, *this)->Start();
+    }
+    if (!worker.draining) Accept(worker);
+  });
+}
+
+void Server::Impl::Tick(Worker& worker) {
+  worker.ticker->expires_after(std::chrono::seconds(1));
+  worker.ticker->async_wait([this, &worker](error_code ec) {
+    if (ec || worker.draining) return;
+    worker.RefreshClock();
+    std::vector<Connection*> idle;
+    for (Connection* c : worker.connections) {
+      if (c->Idle(worker.now_s, options.idle_timeout_seconds)) idle.push_back(c);
+    }
+    for (Connection* c : idle) c->Shutdown();
+    Tick(worker);
+  });
+}
+
+void Server::Impl::Drain(Worker& worker) {
+  worker.draining = true;
+  error_code ec;
+  if (worker.acceptor) worker.acceptor->close(ec);
+  if (worker.ticker) worker.ticker->cancel();
+  std::vector<Connection*> all(worker.connections.begin(), worker.connections.end());
+  for (Connection* c : all) c->Shutdown();
+}
+
+Server::Server(ServerOptions options, Router& router)
+    : impl_(std::make_unique<Impl>(std::move(options), router)) {}
+
+Server::~Server() = default;
+
+core::Result<uint16_t> Server::Listen() {
+  auto& o = impl_->options;
+  error_code ec;
+  auto address = asio::ip::make_address(o.listen, ec);
+  if (ec) return core::MakeError(core::Errc::kInvalidArgument, "bad listen address " + o.listen);
+  uint16_t port = o.port;
+  int threads = std::max(1, o.threads);
+  for (int i = 0; i < threads; ++i) {
+    auto worker = std::make_unique<Worker>();
+    worker->RefreshClock();
+    tcp::endpoint endpoint(address, port);
+    auto& acceptor = worker->acceptor.emplace(worker->ioc);
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.set_option(reuse_port(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return core::MakeError(core::Errc::kUnavailable, "cannot listen on " + o.listen + ":" +
+                                                           std::to_string(port) + ": " +
+                                                           ec.message());
+    }
+    port = acceptor.local_endpoint().port();
+    worker->ticker.emplace(worker->ioc);
+    impl_->workers.push_back(std::move(worker));
+  }
+  o.port = port;
+  return port;
+}
+
+void Server::StopOnSignals() {
+  Worker& first = *impl_->workers.front();
+  impl_->signals.emplace(first.ioc, SIGINT, SIGTERM);
+  impl_->signals->async_wait([this](error_code ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {} received: draining", signal);
+    Stop();
+  });
+}
+
+void Server::Run() {
+  for (auto& w : impl_->workers) {
+    impl_->Accept(*w);
+    impl_->Tick(*w);
+  }
+  // Watchdog: once Stop() is called, in-flight work gets the grace period, then the loops
+  // are stopped whatever they are doing.
+  std::thread watchdog([this] {
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait(lock, [this] { return impl_->finished || impl_->stopping.load(); });
+    auto grace = std::chrono::seconds(impl_->options.shutdown_grace_seconds);
+    if (!impl_->cv.wait_for(lock, grace, [this] { return impl_->finished; })) {
+      spdlog::warn("shutdown grace period over: closing remaining connections");
+      for (auto& w : impl_->workers) w->ioc.stop();
+    }
+  });
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < impl_->workers.size(); ++i) {
+    threads.emplace_back([w = impl_->workers[i].get()] { w->ioc.run(); });
+  }
+  impl_->workers.front()->ioc.run();
+  for (auto& t : threads) t.join();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->finished = true;
+  }
+  impl_->cv.notify_all();
+  watchdog.join();
+}
+
+void Server::Stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping.exchange(true)) return;
+  }
+  impl_->cv.notify_all();
+  for (auto& w : impl_->workers) {
+    Worker* worker = w.get();
+    bool first = worker == impl_->workers.front().get();
+    asio::post(worker->ioc, [this, worker, first] {
+      if (first && impl_->signals) {
+        error_code ec;
+        impl_->signals->cancel(ec);
+      }
+      impl_->Drain(*worker);
+    });
+  }
+}
+
+bool Server::stopping() const { return impl_->stopping.load(); }
+
+}  // namespace medkit::http
