@@ -6,9 +6,9 @@
 
 #include <atomic>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
