@@ -160,6 +160,11 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   impl->services.max_json_depth = config.limits.max_depth;
   Impl* raw = impl.get();
   impl->services.ready = [raw] { return !(raw->server && raw->server->stopping()); };
+  impl->services.flush_writes = [raw] {
+    auto flushed = raw->store->FlushWrites();
+    if (!flushed) spdlog::error("write flush failed: {}", flushed.error().message);
+    return flushed.has_value();
+  };
 
   impl->router = std::make_unique<http::Router>(impl->services);
   http::RegisterOpsRoutes(*impl->router);

@@ -36,6 +36,9 @@ struct Services {
   const core::Clock* clock = nullptr;
   size_t max_json_depth = 64;
   std::function<bool()> ready;  // /healthz: false while shutting down
+  // Makes the writes of the requests handled so far durable; the server calls it before it
+  // sends responses and drops the connection unanswered if it fails. Unset: nothing to do.
+  std::function<bool()> flush_writes;
 };
 
 struct Call {
@@ -70,6 +73,8 @@ class Router {
   void Freeze();
 
   Response Dispatch(const Request& request);
+  // Called by the server before sending a batch of responses (see Services::flush_writes).
+  bool FlushWrites() { return !services_.flush_writes || services_.flush_writes(); }
 
   Metrics& metrics() { return *metrics_; }
 

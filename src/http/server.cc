@@ -163,6 +163,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     last_active_s_ = worker_.now_s;
     in_len_ += n;
     Process();
+    if (!out_.empty() && !server_.router.FlushWrites()) {
+      // The writes of this batch may not be durable: answer nothing, so nothing is acknowledged.
+      CloseSocket();
+      return;
+    }
     if (!out_.empty()) {
       Write();
     } else if (close_after_write_ || worker_.draining) {

@@ -40,6 +40,7 @@ class MeteredStore final : public Store {
     scans_.fetch_add(1, std::memory_order_relaxed);
     return Count(target_.Scan(prefix, start_after, limit));
   }
+  Result<void> FlushWrites() override { return Count(target_.FlushWrites()); }
   Result<void> Sync() override { return target_.Sync(); }
   std::string_view Name() const override { return target_.Name(); }
 

@@ -152,6 +152,9 @@ class RocksDbStore::Impl {
     db_options.create_missing_column_families = true;
     db_options.max_background_jobs = 2;
     db_options.keep_log_file_num = 5;
+    // Group commit: WAL records wait in RocksDB's buffer until FlushWrites(), which the server
+    // calls once per batch of responses (see store.h).
+    db_options.manual_wal_flush = !options_.sync_writes;
     // The meta family is written rarely; bound the WAL so its memtable is flushed and old WAL
     // files can be recycled.
     db_options.max_total_wal_size =
@@ -274,7 +277,11 @@ class RocksDbStore::Impl {
     std::vector<rocksdb::Slice> slices;
     slices.reserve(keys.size());
     for (std::string_view key : keys) slices.push_back(ToSlice(key));
-    auto read = ReadMany(slices, /*sorted=*/true, now_ms);
+    // Plain puts and deletes need no current values: skip the read.
+    bool needs_read = !batch.expectations().empty();
+    for (const WriteBatch::Op& op : batch.ops()) needs_read |= op.kind == WriteBatch::Kind::kAdd;
+    Result<std::vector<std::optional<Entry>>> read = std::vector<std::optional<Entry>>(keys.size());
+    if (needs_read) read = ReadMany(slices, /*sorted=*/true, now_ms);
     if (!read) return std::move(read).error();
     std::vector<std::optional<Entry>>& states = *read;
 
@@ -332,7 +339,19 @@ class RocksDbStore::Impl {
     }
     rocksdb::Status status = db_->Write(write_options_, &write);
     if (!status.ok()) return StatusError(status);
+    if (!options_.sync_writes) dirty_.store(true, std::memory_order_release);
     return result;
+  }
+
+  Result<void> FlushWrites() {
+    if (!dirty_.exchange(false, std::memory_order_acq_rel)) return {};
+    if (db_ == nullptr) return ClosedError();
+    rocksdb::Status status = db_->FlushWAL(/*sync=*/false);
+    if (!status.ok()) {
+      dirty_.store(true, std::memory_order_release);
+      return StatusError(status);
+    }
+    return {};
   }
 
   Result<std::vector<KeyEntry>> Scan(std::string_view prefix, std::string_view start_after,
@@ -426,6 +445,7 @@ class RocksDbStore::Impl {
   const core::Clock& clock_;
   ExpiryCompactionFilter filter_;  // referenced by the DB options; outlives db_
   rocksdb::WriteOptions write_options_;
+  std::atomic<bool> dirty_{false};  // WAL records buffered since the last FlushWrites()
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed in Close()
   rocksdb::ColumnFamilyHandle* data_ = nullptr;
@@ -463,6 +483,7 @@ Result<std::vector<KeyEntry>> RocksDbStore::Scan(std::string_view prefix,
   return impl_->Scan(prefix, start_after, limit);
 }
 
+Result<void> RocksDbStore::FlushWrites() { return impl_->FlushWrites(); }
 Result<void> RocksDbStore::Sync() { return impl_->Sync(); }
 
 Result<void> RocksDbStore::Close() { return impl_->Close(); }

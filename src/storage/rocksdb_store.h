@@ -26,8 +26,10 @@
 // lock: a RocksDB write batch becomes visible atomically, and MultiGet/Scan read one implicit
 // snapshot.
 //
-// Durability: every write goes through the WAL; with sync_writes it is fsynced before Apply()
-// returns, otherwise it survives a process crash and Sync() fsyncs the WAL on demand.
+// Durability: every write goes through the WAL. Without sync_writes the WAL is flushed by hand
+// (RocksDB manual_wal_flush): Apply() leaves its records in RocksDB's WAL buffer, and
+// FlushWrites() writes everything buffered with one write(), after which it survives a process
+// crash; Sync() also fsyncs. With sync_writes every Apply() is fsynced before it returns.
 //
 // Expiry: reads hide entries whose expires_at_ms <= clock.NowMs(). A compaction filter using
 // the same clock drops them physically; periodic compaction (daily) makes sure cold files are
@@ -77,6 +79,7 @@ class RocksDbStore final : public Store {
   Result<ApplyResult> Apply(const WriteBatch& batch) override;
   Result<std::vector<KeyEntry>> Scan(std::string_view prefix, std::string_view start_after,
                                      size_t limit) override;
+  Result<void> FlushWrites() override;
   Result<void> Sync() override;
   std::string_view Name() const override { return "rocksdb"; }
 

@@ -12,8 +12,11 @@
 //    (compare-and-set); if one fails, nothing is written and the error is Errc::kConflict.
 //  * Versions are strictly increasing per key across writes (also across restarts), so an
 //    ExpectVersion taken from a Get detects any write in between.
-//  * Durability: when Apply() returns success the write is in the write-ahead log and survives
-//    a crash of the process (RocksDB WAL; Redis AOF on the scale-out store).
+//  * Durability: a successful Apply() is visible to every reader at once. It survives a crash
+//    of the process once FlushWrites() has returned success afterwards (RocksDB keeps WAL
+//    records in a process buffer until then, so one write() serves a whole pipelined batch;
+//    Redis has them in its AOF when the reply arrives). The HTTP server calls FlushWrites()
+//    before it sends any response, so no client is ever told of a write a crash could lose.
 //  * All methods are thread-safe.
 //
 // Mapping onto Redis Cluster (see ARCHITECTURE.md): keys of one batch share a hash tag (one
@@ -104,7 +107,11 @@ class Store {
   virtual Result<std::vector<KeyEntry>> Scan(std::string_view prefix, std::string_view start_after,
                                              size_t limit) = 0;
 
-  // Makes every acknowledged write durable against an OS crash (fsync of the WAL).
+  // Makes every write applied so far durable against a crash of the process (one write() of
+  // the buffered WAL records; cheap when nothing is pending). Thread-safe.
+  virtual Result<void> FlushWrites() { return {}; }
+
+  // Makes every write applied so far durable against an OS crash (fsync of the WAL).
   virtual Result<void> Sync() = 0;
 
   // A short name for logs and metrics ("memory", "rocksdb").

@@ -43,6 +43,7 @@ class StoreWrapper : public Store {
     return target_.Scan(prefix, start_after, limit);
   }
 
+  Result<void> FlushWrites() override { return target_.FlushWrites(); }
   Result<void> Sync() override { return target_.Sync(); }
 
   std::string_view Name() const override { return target_.Name(); }
