@@ -1,7 +1,9 @@
 #include "app/config.h"
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace medkit::app {
@@ -13,20 +15,29 @@ core::Error Bad(const std::string& what) {
   return core::MakeError(core::Errc::kInvalidArgument, "config: " + what);
 }
 
+// Reads a non-negative integer no larger than max (and than what T holds).
 template <class T>
-core::Result<void> ReadNumber(const json::object& o, std::string_view key, T& out) {
+core::Result<void> ReadNumber(const json::object& o, std::string_view key, T& out,
+                              uint64_t max = static_cast<uint64_t>(INT32_MAX)) {
   auto it = o.find(key);
   if (it == o.end()) return {};
   const json::value& v = it->value();
+  uint64_t n = 0;
   if (v.is_int64() && v.get_int64() >= 0) {
-    out = static_cast<T>(v.get_int64());
+    n = static_cast<uint64_t>(v.get_int64());
   } else if (v.is_uint64()) {
-    out = static_cast<T>(v.get_uint64());
+    n = v.get_uint64();
   } else {
     return Bad(std::string(key) + " must be a non-negative integer");
   }
+  max = std::min<uint64_t>(max, static_cast<uint64_t>(std::numeric_limits<T>::max()));
+  if (n > max) return Bad(std::string(key) + " must be at most " + std::to_string(max));
+  out = static_cast<T>(n);
   return {};
 }
+
+constexpr uint64_t kMaxSeconds = 100ULL * 365 * 86400;  // a century is "forever"
+constexpr uint64_t kMaxBytes = 1ULL << 30;
 
 core::Result<void> ReadString(const json::object& o, std::string_view key, std::string& out) {
   auto it = o.find(key);
@@ -63,6 +74,12 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
     for (const auto& e : it->value().get_array()) {
       if (!e.is_object()) return Bad("each extension must be an object");
       const json::object& x = e.get_object();
+      for (const auto& kv : x) {
+        if (kv.key() != "client_id" && kv.key() != "secret" && kv.key() != "owner_id" &&
+            kv.key() != "admin_ids") {
+          return Bad("unknown extension key \"" + std::string(kv.key()) + "\"");
+        }
+      }
       ExtensionConfig ext;
       if (auto r = ReadString(x, "client_id", ext.client_id); !r) return r;
       if (auto r = ReadString(x, "secret", ext.secret_b64); !r) return r;
@@ -83,9 +100,11 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
   if (auto r = ReadString(o, "signing_key", config.signing_key_b64); !r) return r;
   if (auto r = ReadString(o, "stage", config.stage); !r) return r;
   int64_t ttl_seconds = config.limits.state_ttl_ms / 1000;
-  if (auto r = ReadNumber(o, "state_ttl_seconds", ttl_seconds); !r) return r;
+  if (auto r = ReadNumber(o, "state_ttl_seconds", ttl_seconds, kMaxSeconds); !r) return r;
   config.limits.state_ttl_ms = ttl_seconds * 1000;
-  if (auto r = ReadNumber(o, "sandbox_token_ttl_seconds", config.sandbox_token_ttl_seconds); !r) {
+  if (auto r = ReadNumber(o, "sandbox_token_ttl_seconds", config.sandbox_token_ttl_seconds,
+                          kMaxSeconds);
+      !r) {
     return r;
   }
   if (auto r = ReadNumber(o, "idle_timeout_seconds", config.idle_timeout_seconds); !r) return r;
@@ -103,12 +122,13 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
       for (const char* k : kLimitKeys) known = known || kv.key() == k;
       if (!known) return Bad("unknown limit \"" + std::string(kv.key()) + "\"");
     }
-    if (auto r = ReadNumber(l, "state_bytes", config.limits.state_max_bytes); !r) return r;
-    if (auto r = ReadNumber(l, "config_bytes", config.limits.config_max_bytes); !r) return r;
-    if (auto r = ReadNumber(l, "json_depth", config.limits.max_depth); !r) return r;
-    if (auto r = ReadNumber(l, "batch_ids", config.limits.max_batch_ids); !r) return r;
-    if (auto r = ReadNumber(l, "body_bytes", config.max_body_bytes); !r) return r;
-    if (auto r = ReadNumber(l, "header_bytes", config.max_header_bytes); !r) return r;
+    auto& lim = config.limits;
+    if (auto r = ReadNumber(l, "state_bytes", lim.state_max_bytes, kMaxBytes); !r) return r;
+    if (auto r = ReadNumber(l, "config_bytes", lim.config_max_bytes, kMaxBytes); !r) return r;
+    if (auto r = ReadNumber(l, "json_depth", lim.max_depth, 1000); !r) return r;
+    if (auto r = ReadNumber(l, "batch_ids", lim.max_batch_ids, 1'000'000); !r) return r;
+    if (auto r = ReadNumber(l, "body_bytes", config.max_body_bytes, kMaxBytes); !r) return r;
+    if (auto r = ReadNumber(l, "header_bytes", config.max_header_bytes, 1 << 20); !r) return r;
   }
   return {};
 }

@@ -119,7 +119,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void Start() { Read(); }
 
-  // Called on the worker thread when the server drains or the connection idles out.
+  // Called on the worker thread when the connection idles out: close unless a response is
+  // being written.
   void Shutdown() {
     if (writing_) {
       close_after_write_ = true;
@@ -127,6 +128,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     CloseSocket();
   }
+
+  // Called on the worker thread when the server drains: a connection in the middle of a
+  // request (or of a response) finishes it and then closes; an idle one closes now.
+  void Drain() {
+    if (!writing_ && !RequestInProgress()) CloseSocket();
+  }
+
+  bool RequestInProgress() const { return in_len_ > 0 || parser_.has_value(); }
 
   bool Idle(int64_t now_s, int timeout_s) const {
     return !writing_ && now_s - last_active_s_ >= timeout_s;
@@ -170,10 +179,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (!out_.empty()) {
       Write();
-    } else if (close_after_write_ || worker_.draining) {
+    } else if (close_after_write_ || (worker_.draining && !RequestInProgress())) {
       CloseSocket();
     } else {
-      Read();
+      Read();  // includes a request that is still arriving while the server drains
     }
   }
 
@@ -191,16 +200,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       boost::beast::error_code ec;
       size_t used = parser_->put(asio::buffer(in_.data() + pos, in_len_ - pos), ec);
       pos += used;
-      if (ec == bhttp::error::need_more) {
-        if (parser_->is_header_done() && !continue_sent_) {
-          auto expect = parser_->get()[bhttp::field::expect];
-          if (expect.size() == 12 && strncasecmp(expect.data(), "100-continue", 12) == 0) {
-            out_.append("HTTP/1.1 100 Continue\r\n\r\n");
-            continue_sent_ = true;
-          }
-        }
-        break;
-      }
+      if (ec == bhttp::error::need_more) break;
       if (ec) {
         if (ec == bhttp::error::body_limit) {
           AppendError(413, "request body too large");
@@ -218,6 +218,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
       } else if (used == 0) {
         break;
       }
+    }
+    // A client that sent "Expect: 100-continue" waits for this before sending the body.
+    if (parser_ && parser_->is_header_done() && !parser_->is_done() && !continue_sent_ &&
+        !close_after_write_) {
+      auto expect = parser_->get()[bhttp::field::expect];
+      if (expect.size() == 12 && strncasecmp(expect.data(), "100-continue", 12) == 0) {
+        out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+      }
+      continue_sent_ = true;
     }
     if (pos > 0) {
       std::memmove(in_.data(), in_.data() + pos, in_len_ - pos);
@@ -289,7 +298,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out_.clear();
     if (out_.capacity() > kShrinkAbove) out_.shrink_to_fit();
     last_active_s_ = worker_.now_s;
-    if (ec || close_after_write_ || worker_.draining) {
+    if (ec || close_after_write_ || (worker_.draining && !RequestInProgress())) {
       CloseSocket();
       return;
     }
@@ -343,7 +352,7 @@ void Server::Impl::Drain(Worker& worker) {
   if (worker.acceptor) worker.acceptor->close(ec);
   if (worker.ticker) worker.ticker->cancel();
   std::vector<Connection*> all(worker.connections.begin(), worker.connections.end());
-  for (Connection* c : all) c->Shutdown();
+  for (Connection* c : all) c->Drain();
 }
 
 Server::Server(ServerOptions options, Router& router)

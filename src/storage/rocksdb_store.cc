@@ -339,18 +339,25 @@ class RocksDbStore::Impl {
     }
     rocksdb::Status status = db_->Write(write_options_, &write);
     if (!status.ok()) return StatusError(status);
-    if (!options_.sync_writes) dirty_.store(true, std::memory_order_release);
+    if (!options_.sync_writes) writes_.fetch_add(1, std::memory_order_acq_rel);
     return result;
   }
 
+  // Every Apply() that returned before this call is in the WAL file when it returns: writes_
+  // counts completed Apply() calls (their records are in RocksDB's WAL buffer), flushed_ is the
+  // count that a finished FlushWAL covered. A caller whose target another thread's flush
+  // already covers returns at once; otherwise it flushes (under flush_mu_, so it waits for a
+  // flush in progress rather than trusting it).
   Result<void> FlushWrites() {
-    if (!dirty_.exchange(false, std::memory_order_acq_rel)) return {};
+    const uint64_t target = writes_.load(std::memory_order_acquire);
+    if (flushed_.load(std::memory_order_acquire) >= target) return {};
+    std::lock_guard lock(flush_mu_);
+    if (flushed_.load(std::memory_order_acquire) >= target) return {};
     if (db_ == nullptr) return ClosedError();
+    const uint64_t covered = writes_.load(std::memory_order_acquire);
     rocksdb::Status status = db_->FlushWAL(/*sync=*/false);
-    if (!status.ok()) {
-      dirty_.store(true, std::memory_order_release);
-      return StatusError(status);
-    }
+    if (!status.ok()) return StatusError(status);
+    flushed_.store(covered, std::memory_order_release);
     return {};
   }
 
@@ -445,7 +452,9 @@ class RocksDbStore::Impl {
   const core::Clock& clock_;
   ExpiryCompactionFilter filter_;  // referenced by the DB options; outlives db_
   rocksdb::WriteOptions write_options_;
-  std::atomic<bool> dirty_{false};  // WAL records buffered since the last FlushWrites()
+  std::atomic<uint64_t> writes_{0};   // completed Apply() calls (WAL records buffered)
+  std::atomic<uint64_t> flushed_{0};  // of those, how many a finished FlushWAL covered
+  std::mutex flush_mu_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed in Close()
   rocksdb::ColumnFamilyHandle* data_ = nullptr;

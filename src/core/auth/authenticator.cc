@@ -131,11 +131,12 @@ Result<Identity> Authenticator::Verify(std::string_view client_id, std::string_v
   std::string_view keys[2];
   size_t key_count = 0;
   if (extension != nullptr) keys[key_count++] = extension->secret;
-  if (options_.stage == Stage::kProduction) {
-    if (extension == nullptr) return Unauthenticated("No such extension found");
-  } else if (!options_.server_key.empty()) {
-    keys[key_count++] = options_.server_key;
+  if (options_.stage == Stage::kProduction && extension == nullptr) {
+    return Unauthenticated("No such extension found");
   }
+  // Spec 4.2: the extension's secret first, then the server's own key (its PIN, GameLink and
+  // sandbox tokens).
+  if (!options_.server_key.empty()) keys[key_count++] = options_.server_key;
 
   VerifyOptions verify{clock_.NowSeconds(), options_.leeway_seconds};
   auto claims = VerifyHs256(token, std::span<const std::string_view>(keys, key_count), verify);

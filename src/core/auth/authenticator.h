@@ -1,9 +1,9 @@
 // Turns an Authorization header into a verified Identity (spec 4), and mints the server's own
 // tokens (sandbox authtoken, the `medkit token` command).
 //
-// Verification keys: in production only the extension's own secret (unknown client id => 401
-// "No such extension found"); in the sandbox the extension's secret when the extension is
-// configured, then the server's signing key (so any client id works with authtoken tokens).
+// Verification keys: the extension's secret when the extension is configured, then the
+// server's signing key. In production the extension must be configured (unknown client id =>
+// 401 "No such extension found"); in the sandbox any client id works with the server's tokens.
 // Stage binding (spec 4.5): production refuses every token that carries allowed_stage; the
 // sandbox accepts tokens without it (Twitch-hosted test) or with "sandbox"/"testing".
 // Thread-safe. Verified tokens are cached per thread until they expire.

@@ -224,14 +224,19 @@ Result<void> DocumentService::PatchTargets(const std::vector<Target>& targets,
       json::value doc;
       if (slot.has_value()) {
         boost::system::error_code ec;
-        doc = json::parse(slot->value, ec);
+        json::parse_options options;
+        options.max_depth = limits_.max_depth + 1;
+        doc = json::parse(slot->value, ec, {}, options);
         if (ec) return MakeError(Errc::kInternal, "stored document is not valid JSON");
       } else {
         doc = json::object();
       }
       const json::value& patch = *patches[i];
       if (patch.is_array()) {
-        auto applied = ApplyJsonPatch(doc, patch.get_array());
+        JsonPatchOptions options;
+        options.max_document_bytes =
+            IsConfig(targets[i].kind) ? limits_.config_max_bytes : limits_.state_max_bytes;
+        auto applied = ApplyJsonPatch(doc, patch.get_array(), options);
         if (!applied) return applied;
       } else {
         ApplyMergePatch(doc, patch);

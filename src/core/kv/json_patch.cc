@@ -224,8 +224,12 @@ bool JsonEqual(const json::value& a, const json::value& b) {
 // index into the patch array) and name.
 class OpApplier {
  public:
-  OpApplier(json::value& root, const JsonPatchOptions& options, std::size_t index)
-      : root_(root), options_(options), prefix_("patch op " + std::to_string(index)) {}
+  OpApplier(json::value& root, const JsonPatchOptions& options, std::size_t index,
+            size_t* approx_bytes)
+      : root_(root),
+        options_(options),
+        prefix_("patch op " + std::to_string(index)),
+        approx_bytes_(approx_bytes) {}
 
   Result<void> Apply(const json::value& op_value) {
     const json::object* op = op_value.if_object();
@@ -439,6 +443,14 @@ class OpApplier {
   Result<void> Copy(const Tokens& from, const Tokens& path) {
     auto source = Find(from, true);
     if (!source) return std::move(source).error();
+    if (options_.max_document_bytes != 0) {
+      *approx_bytes_ += ApproxJsonBytes(**source);
+      if (*approx_bytes_ > options_.max_document_bytes) {
+        return MakeError(Errc::kInvalidArgument, "document too large",
+                         prefix_ + ": the copy would exceed " +
+                             std::to_string(options_.max_document_bytes) + " bytes");
+      }
+    }
     return Add(path, json::value(**source, root_.storage()), false);
   }
 
@@ -468,16 +480,43 @@ class OpApplier {
   std::string prefix_;
   std::string path_text_;
   std::string from_text_;
+  size_t* approx_bytes_;  // running size estimate of root_, shared by the ops of one patch
 };
 
 }  // namespace
+
+size_t ApproxJsonBytes(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::object: {
+      size_t n = 2;
+      for (const auto& member : v.get_object()) {
+        n += member.key().size() + 4 + ApproxJsonBytes(member.value());
+      }
+      return n;
+    }
+    case json::kind::array: {
+      size_t n = 2;
+      for (const auto& element : v.get_array()) n += 1 + ApproxJsonBytes(element);
+      return n;
+    }
+    case json::kind::string:
+      return v.get_string().size() + 2;
+    case json::kind::bool_:
+      return 5;
+    case json::kind::null:
+      return 4;
+    default:
+      return 8;
+  }
+}
 
 Result<void> ApplyJsonPatch(boost::json::value& doc, const boost::json::array& patch,
                             const JsonPatchOptions& options) {
   // All-or-nothing: the ops run on a deep copy that replaces doc only if every op succeeded.
   json::value work(doc, doc.storage());
+  size_t approx_bytes = options.max_document_bytes != 0 ? ApproxJsonBytes(work) : 0;
   for (std::size_t i = 0; i < patch.size(); ++i) {
-    auto applied = OpApplier(work, options, i).Apply(patch[i]);
+    auto applied = OpApplier(work, options, i, &approx_bytes).Apply(patch[i]);
     if (!applied) return applied;
   }
   doc.swap(work);  // same memory resource, so this is a constant-time swap

@@ -18,7 +18,16 @@ struct JsonPatchOptions {
   // With lenient = false the behaviour is strict RFC 6902 (missing parents are errors, the
   // extra ops are unknown), which is what json-patch-test-suite checks.
   bool lenient = true;
+  // When non-zero, the patch fails with "document too large" as soon as the document could
+  // outgrow this many bytes (serialized, approximately) through "copy" ops, before the copy is
+  // made. Copy is the only op that can grow a document beyond the size of the patch itself
+  // (17 copies of the root multiply it by 2^17), so this bounds the memory a patch can take.
+  size_t max_document_bytes = 0;
 };
+
+// An estimate of the serialized size of v in bytes (exact for strings without escapes and
+// for structure; numbers count as 8).
+size_t ApproxJsonBytes(const boost::json::value& v);
 
 // Applies an RFC 6902 patch (a JSON array of operation objects) to doc. All-or-nothing: on any
 // error (unknown op, bad pointer, missing path, failed "test", move into own child,

@@ -4,6 +4,7 @@
 #include <boost/json/parse_options.hpp>
 #include <boost/json/monotonic_resource.hpp>
 #include <algorithm>
+#include <cmath>
 
 namespace medkit::core::kv {
 namespace json = boost::json;
@@ -23,11 +24,34 @@ size_t JsonDepth(const json::value& v) {
 
 namespace {
 
+bool AllNumbersFinite(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      return std::isfinite(v.get_double());
+    case json::kind::object:
+      for (const auto& member : v.get_object()) {
+        if (!AllNumbersFinite(member.value())) return false;
+      }
+      return true;
+    case json::kind::array:
+      for (const auto& element : v.get_array()) {
+        if (!AllNumbersFinite(element)) return false;
+      }
+      return true;
+    default:
+      return true;
+  }
+}
+
 Result<json::value> ParseOnce(std::string_view text, size_t max_depth) {
   json::parse_options options;
   options.max_depth = max_depth;
   boost::system::error_code ec;
   json::value v = json::parse(text, ec, {}, options);
+  if (!ec && !AllNumbersFinite(v)) {
+    return MakeError(Errc::kInvalidArgument, "Malformed json body",
+                     "a number is out of the range of a double");
+  }
   if (ec) {
     if (ec == json::error::too_deep) {
       return MakeError(Errc::kInvalidArgument,
