@@ -32,6 +32,11 @@ namespace {
 
 constexpr size_t kInitialReadBuffer = 4096;
 constexpr size_t kShrinkAbove = 64 * 1024;
+// Lingering close: after a response that ends the connection, the rest of what the client
+// sends (say, the body of a refused 2 MiB upload) is read and dropped, so the client is not
+// hit by a reset before it reads the response. Bounded in bytes and seconds.
+constexpr size_t kMaxLingerBytes = 8 * 1024 * 1024;
+constexpr int64_t kLingerSeconds = 2;
 
 const char* StatusText(int status) {
   switch (status) {
@@ -132,12 +137,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called on the worker thread when the server drains: a connection in the middle of a
   // request (or of a response) finishes it and then closes; an idle one closes now.
   void Drain() {
-    if (!writing_ && !RequestInProgress()) CloseSocket();
+    if (lingering_ || (!writing_ && !RequestInProgress())) CloseSocket();
   }
 
   bool RequestInProgress() const { return in_len_ > 0 || parser_.has_value(); }
 
   bool Idle(int64_t now_s, int timeout_s) const {
+    if (lingering_) return now_s - last_active_s_ >= kLingerSeconds;
     return !writing_ && now_s - last_active_s_ >= timeout_s;
   }
 
@@ -146,6 +152,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
     error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
+  }
+
+  void LingerClose() {
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    lingering_ = true;
+    last_active_s_ = worker_.now_s;
+    Discard();
+  }
+
+  void Discard() {
+    socket_.async_read_some(asio::buffer(in_.data(), in_.size()),
+                            [self = shared_from_this()](error_code ec, size_t n) {
+                              self->lingered_bytes_ += n;
+                              if (ec || self->lingered_bytes_ > kMaxLingerBytes) {
+                                self->CloseSocket();
+                              } else {
+                                self->Discard();
+                              }
+                            });
   }
 
   void Read() {
@@ -298,11 +324,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out_.clear();
     if (out_.capacity() > kShrinkAbove) out_.shrink_to_fit();
     last_active_s_ = worker_.now_s;
-    if (ec || close_after_write_ || (worker_.draining && !RequestInProgress())) {
+    if (ec) {
       CloseSocket();
-      return;
+    } else if (close_after_write_ || (worker_.draining && !RequestInProgress())) {
+      LingerClose();
+    } else {
+      Read();
     }
-    Read();
   }
 
   tcp::socket socket_;
@@ -316,6 +344,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool continue_sent_ = false;
   bool close_after_write_ = false;
   bool writing_ = false;
+  bool lingering_ = false;
+  size_t lingered_bytes_ = 0;
   int64_t last_active_s_ = 0;
 };
 

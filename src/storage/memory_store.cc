@@ -18,16 +18,6 @@ bool IsLive(const Entry& entry, int64_t now_ms) {
 }
 
 // Parses the decimal text of a counter; the whole value must be an int64.
-Result<int64_t> ParseCounter(std::string_view text) {
-  int64_t value = 0;
-  const char* last = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), last, value);
-  if (text.empty() || ec != std::errc() || ptr != last) {
-    return MakeError(Errc::kInvalidArgument, "value is not an integer counter");
-  }
-  return value;
-}
-
 }  // namespace
 
 MemoryStore::MemoryStore(const core::Clock& clock) : clock_(clock) {}
@@ -84,28 +74,8 @@ Result<ApplyResult> MemoryStore::Apply(const WriteBatch& batch) {
                .first;
     }
     std::optional<Entry>& slot = it->second;
-    switch (op.kind) {
-      case WriteBatch::Kind::kPut:
-        slot = Entry{op.value, version, op.expires_at_ms};
-        break;
-      case WriteBatch::Kind::kDelete:
-        slot.reset();
-        break;
-      case WriteBatch::Kind::kAdd: {
-        int64_t current = 0;
-        if (slot.has_value()) {
-          auto parsed = ParseCounter(slot->value);
-          if (!parsed) return std::move(parsed).error();
-          current = *parsed;
-        }
-        int64_t next = 0;
-        if (__builtin_add_overflow(current, op.delta, &next)) {
-          return MakeError(Errc::kInvalidArgument, "counter overflow");
-        }
-        slot = Entry{std::to_string(next), version, op.expires_at_ms};
-        result.counters.push_back(next);
-        break;
-      }
+    if (auto applied = ApplyOpToSlot(op, version, slot, result); !applied) {
+      return std::move(applied).error();
     }
   }
   if (staged.empty()) return result;

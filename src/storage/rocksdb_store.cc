@@ -84,16 +84,6 @@ Error ClosedError() { return MakeError(Errc::kUnavailable, "store is closed"); }
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 
-Result<int64_t> ParseCounter(std::string_view text) {
-  int64_t value = 0;
-  const char* last = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), last, value);
-  if (text.empty() || ec != std::errc() || ptr != last) {
-    return MakeError(Errc::kInvalidArgument, "value is not an integer counter");
-  }
-  return value;
-}
-
 // The smallest key greater than every key starting with prefix, or "" if there is none
 // (prefix empty or all \xff).
 std::string PrefixSuccessor(std::string_view prefix) {
@@ -297,28 +287,8 @@ class RocksDbStore::Impl {
       const size_t i = index_of(op.key);
       touched[i] = true;
       std::optional<Entry>& slot = states[i];
-      switch (op.kind) {
-        case WriteBatch::Kind::kPut:
-          slot = Entry{op.value, 0, op.expires_at_ms};
-          break;
-        case WriteBatch::Kind::kDelete:
-          slot.reset();
-          break;
-        case WriteBatch::Kind::kAdd: {
-          int64_t current = 0;
-          if (slot.has_value()) {
-            auto parsed = ParseCounter(slot->value);
-            if (!parsed) return std::move(parsed).error();
-            current = *parsed;
-          }
-          int64_t next = 0;
-          if (__builtin_add_overflow(current, op.delta, &next)) {
-            return MakeError(Errc::kInvalidArgument, "counter overflow");
-          }
-          slot = Entry{std::to_string(next), 0, op.expires_at_ms};
-          result.counters.push_back(next);
-          break;
-        }
+      if (auto applied = ApplyOpToSlot(op, 0, slot, result); !applied) {
+        return std::move(applied).error();
       }
     }
     if (batch.ops().empty()) return result;

@@ -88,6 +88,12 @@ struct ApplyResult {
   std::vector<int64_t> counters;  // one value per kAdd op, in batch order
 };
 
+// Applies one batch op to the staged state of its key, as every engine must: Put replaces,
+// Delete clears, Add parses the current value as an integer counter (absent = 0), adds with
+// an overflow check and appends the new value to result.counters. Shared by the engines.
+Result<void> ApplyOpToSlot(const WriteBatch::Op& op, uint64_t version, std::optional<Entry>& slot,
+                           ApplyResult& result);
+
 class Store {
  public:
   virtual ~Store() = default;

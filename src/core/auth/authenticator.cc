@@ -1,11 +1,14 @@
 #include "core/auth/authenticator.h"
 
+#include <algorithm>
 #include <atomic>
+#include <limits>
 #include <boost/json.hpp>
 #include <random>
 #include <unordered_map>
 
 #include "core/auth/jwt.h"
+#include "core/kv/json_util.h"
 
 namespace medkit::core::auth {
 namespace json = boost::json;
@@ -47,17 +50,6 @@ bool EqualsNoCase(std::string_view a, std::string_view b) {
   return true;
 }
 
-// Claims may carry ids as strings or numbers; anything else reads as empty.
-std::string ClaimString(const json::object& claims, std::string_view name) {
-  auto it = claims.find(name);
-  if (it == claims.end()) return {};
-  const json::value& v = it->value();
-  if (v.is_string()) return std::string(v.get_string());
-  if (v.is_int64()) return std::to_string(v.get_int64());
-  if (v.is_uint64()) return std::to_string(v.get_uint64());
-  return {};
-}
-
 Role RoleFromClaim(std::string_view role) {
   if (role == "broadcaster") return Role::kBroadcaster;
   if (role == "admin") return Role::kAdmin;
@@ -65,13 +57,20 @@ Role RoleFromClaim(std::string_view role) {
   return Role::kViewer;  // viewer, moderator, and anything unknown
 }
 
+// exp in seconds, clamped to [0, INT64_MAX / 2] so arithmetic on it cannot overflow.
 int64_t ClaimExp(const json::object& claims) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 2;
   auto it = claims.find("exp");
   if (it == claims.end()) return 0;
   const json::value& v = it->value();
-  if (v.is_int64()) return v.get_int64();
-  if (v.is_uint64()) return static_cast<int64_t>(v.get_uint64());
-  if (v.is_double()) return static_cast<int64_t>(v.get_double());
+  if (v.is_int64()) return std::clamp<int64_t>(v.get_int64(), 0, kMax);
+  if (v.is_uint64()) return v.get_uint64() > static_cast<uint64_t>(kMax) ? kMax
+                                                                          : static_cast<int64_t>(v.get_uint64());
+  if (v.is_double()) {
+    double d = v.get_double();
+    if (!(d > 0)) return 0;
+    return d >= static_cast<double>(kMax) ? kMax : static_cast<int64_t>(d);
+  }
   return 0;
 }
 
@@ -98,7 +97,7 @@ Result<Identity> Authenticator::Authenticate(std::string_view authorization) con
   TokenCache& cache = ThreadTokenCache(instance_id_);
   auto hit = cache.entries.find(std::string(header));
   if (hit != cache.entries.end()) {
-    if (clock_.NowSeconds() <= hit->second.expires_at_s + options_.leeway_seconds) {
+    if (clock_.NowSeconds() - options_.leeway_seconds <= hit->second.expires_at_s) {
       return hit->second;
     }
     cache.entries.erase(hit);
@@ -144,7 +143,7 @@ Result<Identity> Authenticator::Verify(std::string_view client_id, std::string_v
 
   Identity id;
   id.client_id = std::string(client_id);
-  id.allowed_stage = ClaimString(*claims, "allowed_stage");
+  id.allowed_stage = kv::IdField(*claims, "allowed_stage");
   if (claims->contains("allowed_stage")) {
     bool ok = options_.stage == Stage::kSandbox &&
               (id.allowed_stage == "sandbox" || id.allowed_stage == "testing");
@@ -153,15 +152,15 @@ Result<Identity> Authenticator::Verify(std::string_view client_id, std::string_v
                        "Allowed stage mismatch");
     }
   }
-  std::string bound_extension = ClaimString(*claims, "extension_id");
+  std::string bound_extension = kv::IdField(*claims, "extension_id");
   if (!bound_extension.empty() && bound_extension != client_id) {
     return Unauthenticated("token was not issued for this extension");
   }
-  id.role_claim = ClaimString(*claims, "role");
+  id.role_claim = kv::IdField(*claims, "role");
   id.role = RoleFromClaim(id.role_claim);
-  id.channel_id = ClaimString(*claims, "channel_id");
-  id.opaque_user_id = ClaimString(*claims, "opaque_user_id");
-  id.user_id = ClaimString(*claims, "user_id");
+  id.channel_id = kv::IdField(*claims, "channel_id");
+  id.opaque_user_id = kv::IdField(*claims, "opaque_user_id");
+  id.user_id = kv::IdField(*claims, "user_id");
   id.expires_at_s = ClaimExp(*claims);
   if (id.role == Role::kAdmin) {
     id.validated_admin = options_.stage == Stage::kSandbox ||

@@ -30,13 +30,6 @@
 #include "storage/store.h"
 #include "storage/store_wrapper.h"
 
-// core_test links medkit_core only, which has the Store interface but no engine (see
-// src/CMakeLists.txt). Until core_test also links medkit_storage, the in-memory engine is
-// compiled into this test directly; it needs nothing beyond the standard library. If
-// medkit_storage is added to core_test's DEPS, this include can go (keeping it is harmless:
-// the archive member is then never pulled in).
-#include "storage/memory_store.cc"  // NOLINT(bugprone-suspicious-include)
-
 namespace medkit::core::kv {
 namespace {
 

@@ -9,6 +9,16 @@
 namespace medkit::core::kv {
 namespace json = boost::json;
 
+std::string IdField(const json::object& o, std::string_view name) {
+  auto it = o.find(name);
+  if (it == o.end()) return {};
+  const json::value& v = it->value();
+  if (v.is_string()) return std::string(v.get_string());
+  if (v.is_int64()) return std::to_string(v.get_int64());
+  if (v.is_uint64()) return std::to_string(v.get_uint64());
+  return {};
+}
+
 size_t JsonDepth(const json::value& v) {
   size_t deepest = 0;
   if (const json::object* o = v.if_object()) {

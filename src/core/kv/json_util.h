@@ -1,6 +1,7 @@
 // Small JSON helpers shared by the core and the HTTP adapter.
 #pragma once
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <cstddef>
 #include <string>
@@ -12,6 +13,10 @@ namespace medkit::core::kv {
 
 // Nesting depth of v: a scalar is 0, {} and [] are 1, {"a":[1]} is 2.
 size_t JsonDepth(const boost::json::value& v);
+
+// An id-like member of o: a string as it is, an integer as its decimal text (Twitch ids arrive
+// both ways), anything else (or absent) as "".
+std::string IdField(const boost::json::object& o, std::string_view name);
 
 // Parses text as JSON with a nesting limit. Errors are Errc::kInvalidArgument:
 // "Malformed json body" or "JSON nesting too deep (limit N)".

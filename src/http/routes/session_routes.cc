@@ -3,6 +3,7 @@
 
 #include "core/auth/authenticator.h"
 #include "core/clock.h"
+#include "core/kv/json_util.h"
 #include "http/router.h"
 #include "http/routes/routes.h"
 
@@ -10,17 +11,6 @@ namespace medkit::http {
 namespace json = boost::json;
 
 namespace {
-
-// A claim-like body field: strings as they are, numbers as their decimal text.
-std::string Field(const json::object& body, std::string_view name) {
-  auto it = body.find(name);
-  if (it == body.end()) return {};
-  const json::value& v = it->value();
-  if (v.is_string()) return std::string(v.get_string());
-  if (v.is_int64()) return std::to_string(v.get_int64());
-  if (v.is_uint64()) return std::to_string(v.get_uint64());
-  return {};
-}
 
 core::Result<std::string> AuthToken(const Call& call) {
   if (call.services.auth->stage() != core::auth::Stage::kSandbox) {
@@ -31,12 +21,12 @@ core::Result<std::string> AuthToken(const Call& call) {
   if (!body->is_object()) return core::MakeError(core::Errc::kInvalidArgument, "Invalid body");
   const json::object& o = body->get_object();
   core::auth::SandboxTokenRequest req;
-  req.client_id = Field(o, "app_id");
-  if (req.client_id.empty()) req.client_id = Field(o, "extension_id");
-  req.channel_id = Field(o, "channel_id");
-  req.role = Field(o, "role");
+  req.client_id = core::kv::IdField(o, "app_id");
+  if (req.client_id.empty()) req.client_id = core::kv::IdField(o, "extension_id");
+  req.channel_id = core::kv::IdField(o, "channel_id");
+  req.role = core::kv::IdField(o, "role");
   if (req.role.empty()) req.role = std::string(call.request.Query("role").value_or(""));
-  req.user_id = Field(o, "user_id");
+  req.user_id = core::kv::IdField(o, "user_id");
   if (auto it = o.find("user_ids"); it != o.end()) {
     if (!it->value().is_array()) {
       return core::MakeError(core::Errc::kInvalidArgument, "Invalid body", "user_ids is not a list");

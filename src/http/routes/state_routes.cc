@@ -1,6 +1,7 @@
 // State stores (spec 5.3): extension, channel, viewer, extension-viewer and hidden state, and
 // all_state. Each handler parses, calls DocumentService, and renders.
 #include <boost/json/value.hpp>
+#include <unordered_set>
 
 #include "core/kv/document_service.h"
 #include "http/router.h"
@@ -12,15 +13,17 @@ using core::kv::DocKind;
 
 namespace {
 
+// Splits "a,b,c" into distinct, trimmed, non-empty ids, in order of first appearance.
 std::vector<std::string> SplitIds(std::string_view list) {
   std::vector<std::string> ids;
+  std::unordered_set<std::string_view> seen;
   while (!list.empty()) {
     size_t comma = list.find(',');
     std::string_view id = list.substr(0, comma);
     list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
     while (!id.empty() && id.front() == ' ') id.remove_prefix(1);
     while (!id.empty() && id.back() == ' ') id.remove_suffix(1);
-    if (!id.empty()) ids.emplace_back(id);
+    if (!id.empty() && seen.insert(id).second) ids.emplace_back(id);
   }
   return ids;
 }
