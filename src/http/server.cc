@@ -70,6 +70,7 @@ struct Worker {
   std::optional<tcp::acceptor> acceptor;
   std::optional<asio::steady_timer> ticker;
   std::unordered_set<Connection*> connections;  // touched only on this worker's thread
+  std::vector<std::shared_ptr<Connection>> awaiting_flush;  // responses ready, not yet durable
   bool draining = false;
   int64_t now_s = 0;  // steady seconds, refreshed by the ticker
   std::string date;   // "Date: ...\r\n", refreshed by the ticker
@@ -99,6 +100,7 @@ struct Server::Impl {
 
   Impl(ServerOptions o, Router& r) : options(std::move(o)), router(r) {}
   void Accept(Worker& worker);
+  void QueueForFlush(Worker& worker, std::shared_ptr<Connection> connection);
   void Tick(Worker& worker);
   void Drain(Worker& worker);
 };
@@ -123,6 +125,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Start() { Read(); }
+
+  // Called by the worker after its flush: send the responses, or, if the writes they
+  // acknowledge could not be made durable, drop the connection unanswered.
+  void AfterFlush(bool durable) {
+    writing_ = false;
+    if (!durable) {
+      CloseSocket();
+      return;
+    }
+    Write();
+  }
+
 
   // Called on the worker thread when the connection idles out: close unless a response is
   // being written.
@@ -198,13 +212,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     last_active_s_ = worker_.now_s;
     in_len_ += n;
     Process();
-    if (!out_.empty() && !server_.router.FlushWrites()) {
-      // The writes of this batch may not be durable: answer nothing, so nothing is acknowledged.
-      CloseSocket();
-      return;
-    }
     if (!out_.empty()) {
-      Write();
+      // Responses wait for the worker's next durability flush (one per event-loop pass,
+      // shared by every connection that has responses ready), then go out. Until then the
+      // connection counts as writing (drain and idle sweeps leave it alone).
+      writing_ = true;
+      server_.QueueForFlush(worker_, shared_from_this());
     } else if (close_after_write_ || (worker_.draining && !RequestInProgress())) {
       CloseSocket();
     } else {
@@ -359,6 +372,19 @@ void Server::Impl::Accept(Worker& worker) {
       std::make_shared<Connection>(std::move(socket), worker, *this)->Start();
     }
     if (!worker.draining) Accept(worker);
+  });
+}
+
+void Server::Impl::QueueForFlush(Worker& worker, std::shared_ptr<Connection> connection) {
+  worker.awaiting_flush.push_back(std::move(connection));
+  if (worker.awaiting_flush.size() > 1) return;  // a flush is already posted
+  // Posted behind the completions already queued in this pass, so the connections that became
+  // readable together share one flush (group commit across connections).
+  asio::post(worker.ioc, [this, &worker] {
+    bool durable = router.FlushWrites();
+    std::vector<std::shared_ptr<Connection>> ready;
+    ready.swap(worker.awaiting_flush);
+    for (auto& c : ready) c->AfterFlush(durable);
   });
 }
 
