@@ -151,8 +151,11 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   auth_options.sandbox_token_ttl_seconds = config.sandbox_token_ttl_seconds;
   impl->auth =
       std::make_unique<core::auth::Authenticator>(auth_options, impl->registry, clock);
+  core::kv::DocLimits limits = config.limits;
+  // Both embedded stores are written by this process only, so documents can be cached.
+  limits.cache_bytes = config.document_cache_bytes;
   impl->documents = std::make_unique<core::kv::DocumentService>(*impl->store, clock,
-                                                                auth_options.stage, config.limits);
+                                                                auth_options.stage, limits);
 
   impl->services.auth = impl->auth.get();
   impl->services.documents = impl->documents.get();

@@ -62,7 +62,7 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
 
   static const char* kKnown[] = {"extensions",      "signing_key", "limits", "state_ttl_seconds",
                                  "sandbox_token_ttl_seconds", "idle_timeout_seconds",
-                                 "sync_writes",     "stage"};
+                                 "sync_writes",     "stage", "document_cache_bytes"};
   for (const auto& kv : o) {
     bool known = false;
     for (const char* k : kKnown) known = known || kv.key() == k;
@@ -108,6 +108,9 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
     return r;
   }
   if (auto r = ReadNumber(o, "idle_timeout_seconds", config.idle_timeout_seconds); !r) return r;
+  if (auto r = ReadNumber(o, "document_cache_bytes", config.document_cache_bytes, 1ULL << 34); !r) {
+    return r;
+  }
   if (auto it = o.find("sync_writes"); it != o.end()) {
     if (!it->value().is_bool()) return Bad("sync_writes must be true or false");
     config.sync_writes = it->value().get_bool();

@@ -38,6 +38,7 @@ struct AppConfig {
   int64_t sandbox_token_ttl_seconds = 7 * 86400;
   int idle_timeout_seconds = 120;
   bool sync_writes = false;  // fsync every write (survives OS crash, much slower)
+  size_t document_cache_bytes = 64 * 1024 * 1024;  // read cache of documents; 0 disables
 };
 
 // Reads the JSON config file named in config.config_file (if any) into config. Keys the file

@@ -7,6 +7,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -282,13 +283,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     req.method = ParseMethod(std::string_view(msg.method_string().data(), msg.method_string().size()));
     auto target = msg.target();
     ParseTarget(std::string_view(target.data(), target.size()), req);
-    auto header = [&](bhttp::field f) {
-      auto v = msg[f];
-      return std::string(v.data(), v.size());
-    };
-    req.authorization = header(bhttp::field::authorization);
-    req.origin = header(bhttp::field::origin);
-    req.content_type = header(bhttp::field::content_type);
+    // One pass over the fields (Beast's find() walks its set once per name).
+    for (const auto& field : msg) {
+      auto value = field.value();
+      switch (field.name()) {
+        case bhttp::field::authorization:
+          req.authorization.assign(value.data(), value.size());
+          break;
+        case bhttp::field::origin:
+          req.origin.assign(value.data(), value.size());
+          break;
+        case bhttp::field::content_type:
+          req.content_type.assign(value.data(), value.size());
+          break;
+        default:
+          break;
+      }
+    }
     req.body = std::move(msg.body());
     req.remote_ip = remote_ip_;
     bool keep_alive = msg.keep_alive();
@@ -305,11 +316,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Serialize(const Response& res, bool head) {
-    out_.append("HTTP/1.1 ");
-    out_.append(std::to_string(res.status));
-    out_.push_back(' ');
-    out_.append(StatusText(res.status));
-    out_.append("\r\n");
+    char number[24];
+    auto format = [&number](uint64_t n) {
+      return std::string_view(number, std::to_chars(number, number + sizeof number, n).ptr - number);
+    };
+    if (res.status == 200) {
+      out_.append("HTTP/1.1 200 OK\r\n");
+    } else {
+      out_.append("HTTP/1.1 ").append(format(res.status)).push_back(' ');
+      out_.append(StatusText(res.status)).append("\r\n");
+    }
     out_.append(worker_.date);
     if (!res.content_type.empty()) {
       out_.append("Content-Type: ").append(res.content_type).append("\r\n");
@@ -319,7 +335,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       out_.append(name).append(": ").append(value).append("\r\n");
     }
     if (res.status != 204) {
-      out_.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
+      out_.append("Content-Length: ").append(format(res.body.size())).append("\r\n");
     }
     if (close_after_write_) out_.append("Connection: close\r\n");
     out_.append("\r\n");

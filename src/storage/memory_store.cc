@@ -81,6 +81,7 @@ Result<ApplyResult> MemoryStore::Apply(const WriteBatch& batch) {
   if (staged.empty()) return result;
 
   last_version_ = version;
+  result.version = version;
   for (auto& [key, slot] : staged) {
     if (slot.has_value()) {
       entries_.insert_or_assign(std::string(key), std::move(*slot));

@@ -294,6 +294,7 @@ class RocksDbStore::Impl {
     if (batch.ops().empty()) return result;
 
     auto version = AllocateVersion();
+    if (version) result.version = *version;
     if (!version) return std::move(version).error();
     rocksdb::WriteBatch write;
     for (size_t i = 0; i < keys.size(); ++i) {

@@ -86,6 +86,7 @@ class WriteBatch {
 
 struct ApplyResult {
   std::vector<int64_t> counters;  // one value per kAdd op, in batch order
+  uint64_t version = 0;           // the version every key written by the batch now has
 };
 
 // Applies one batch op to the staged state of its key, as every engine must: Put replaces,

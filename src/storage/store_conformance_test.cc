@@ -862,3 +862,32 @@ TEST(MemoryStoreTest, SweepDropsExpiredEntriesPhysically) {
 
 }  // namespace
 }  // namespace medkit::storage
+
+namespace medkit::storage {
+namespace {
+
+// ApplyResult::version is the version Get() then reports for every key the batch wrote (the
+// document cache relies on it), and FlushWrites() succeeds whether or not anything is pending.
+TYPED_TEST(StoreConformanceTest, ApplyReportsTheVersionItWrote) {
+  WriteBatch batch;
+  batch.Put("a", "1").Put("b", "2").Add("c", 5);
+  auto applied = this->store().Apply(batch);
+  ASSERT_TRUE(applied.has_value());
+  EXPECT_GT(applied->version, 0u);
+  for (const char* key : {"a", "b", "c"}) {
+    auto entry = this->store().Get(key);
+    ASSERT_TRUE(entry.has_value());
+    ASSERT_TRUE(entry->has_value()) << key;
+    EXPECT_EQ((*entry)->version, applied->version) << key;
+  }
+  WriteBatch again;
+  again.Put("a", "3");
+  auto second = this->store().Apply(again);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_GT(second->version, applied->version);
+  EXPECT_TRUE(this->store().FlushWrites().has_value());
+  EXPECT_TRUE(this->store().FlushWrites().has_value());
+}
+
+}  // namespace
+}  // namespace medkit::storage

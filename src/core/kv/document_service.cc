@@ -93,7 +93,62 @@ Result<void> CheckWriteAccess(const Identity& who, DocKind kind) {
 
 DocumentService::DocumentService(storage::Store& store, const Clock& clock, auth::Stage stage,
                                  DocLimits limits)
-    : store_(store), clock_(clock), stage_(stage), limits_(limits) {}
+    : store_(store), clock_(clock), stage_(stage), limits_(limits) {
+  if (limits_.cache_bytes > 0) cache_ = std::make_unique<DocumentCache>(limits_.cache_bytes);
+}
+
+Result<std::vector<DocumentCache::Doc>> DocumentService::Lookup(
+    const std::vector<std::string>& keys, bool use_cache) {
+  std::vector<DocumentCache::Doc> out(keys.size());
+  std::vector<size_t> misses;
+  std::vector<std::string> miss_keys;
+  std::vector<uint64_t> tickets;
+  const int64_t now_ms = clock_.NowMs();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (cache_) {
+      if (use_cache) {
+        if (auto doc = cache_->Find(keys[i], now_ms)) {
+          out[i] = std::move(*doc);
+          continue;
+        }
+      }
+      tickets.push_back(cache_->Ticket(keys[i]));
+    }
+    misses.push_back(i);
+    miss_keys.push_back(keys[i]);
+  }
+  if (misses.empty()) return out;
+  auto entries = store_.MultiGet(miss_keys);
+  if (!entries) return std::move(entries).error();
+  for (size_t j = 0; j < misses.size(); ++j) {
+    DocumentCache::Doc& doc = out[misses[j]];
+    if (auto& entry = (*entries)[j]) {
+      doc.text = std::make_shared<const std::string>(std::move(entry->value));
+      doc.version = entry->version;
+      doc.expires_at_ms = entry->expires_at_ms;
+    }
+    if (cache_) cache_->Offer(miss_keys[j], doc, tickets[j]);
+  }
+  return out;
+}
+
+Result<void> DocumentService::Write(const storage::WriteBatch& batch,
+                                    const std::vector<std::string>& keys,
+                                    std::vector<DocumentCache::Doc> docs) {
+  std::vector<uint64_t> tickets;
+  if (cache_) {
+    for (const auto& key : keys) tickets.push_back(cache_->Ticket(key));
+  }
+  auto applied = store_.Apply(batch);
+  if (!applied) return std::move(applied).error();
+  if (cache_) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      docs[i].version = applied->version;
+      cache_->Offer(keys[i], std::move(docs[i]), tickets[i]);
+    }
+  }
+  return {};
+}
 
 Result<DocumentService::Target> DocumentService::Resolve(const Identity& who, DocKind kind,
                                                          std::string_view channel,
@@ -156,10 +211,10 @@ Result<std::string> DocumentService::Read(const Identity& who, DocKind kind) {
   if (auto ok = CheckReadAccess(who, kind); !ok) return std::move(ok).error();
   auto target = OwnTarget(who, kind);
   if (!target) return std::move(target).error();
-  auto entry = store_.Get(target->key);
-  if (!entry) return std::move(entry).error();
-  if (!entry->has_value()) return std::string("{}");
-  return std::move((*entry)->value);
+  auto docs = Lookup({target->key}, true);
+  if (!docs) return std::move(docs).error();
+  const auto& text = docs->front().text;
+  return text ? *text : std::string("{}");
 }
 
 Result<void> DocumentService::Replace(const Identity& who, DocKind kind, const json::value& body) {
@@ -168,7 +223,11 @@ Result<void> DocumentService::Replace(const Identity& who, DocKind kind, const j
   if (!target) return std::move(target).error();
   std::string text;
   if (auto ok = CheckDocument(kind, body, &text); !ok) return ok;
-  return store_.Put(target->key, std::move(text), ExpiryFor(kind));
+  const int64_t expires_at_ms = ExpiryFor(kind);
+  storage::WriteBatch batch;
+  batch.Put(target->key, text, expires_at_ms);
+  DocumentCache::Doc doc{std::make_shared<const std::string>(std::move(text)), 0, expires_at_ms};
+  return Write(batch, {target->key}, {std::move(doc)});
 }
 
 Result<void> DocumentService::Patch(const Identity& who, DocKind kind, const json::value& body) {
@@ -216,17 +275,20 @@ Result<void> DocumentService::PatchTargets(const std::vector<Target>& targets,
   for (const auto& t : targets) keys.push_back(t.key);
 
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
-    auto current = store_.MultiGet(keys);
+    // After a conflict, read past the cache: the store has the version that won.
+    auto current = Lookup(keys, attempt == 0);
     if (!current) return std::move(current).error();
     storage::WriteBatch batch;
+    std::vector<DocumentCache::Doc> written;
+    written.reserve(targets.size());
     for (size_t i = 0; i < targets.size(); ++i) {
-      const auto& slot = (*current)[i];
+      const DocumentCache::Doc& slot = (*current)[i];
       json::value doc;
-      if (slot.has_value()) {
+      if (slot.text) {
         boost::system::error_code ec;
         json::parse_options options;
         options.max_depth = limits_.max_depth + 1;
-        doc = json::parse(slot->value, ec, {}, options);
+        doc = json::parse(*slot.text, ec, {}, options);
         if (ec) return MakeError(Errc::kInternal, "stored document is not valid JSON");
       } else {
         doc = json::object();
@@ -243,10 +305,12 @@ Result<void> DocumentService::PatchTargets(const std::vector<Target>& targets,
       }
       std::string text;
       if (auto ok = CheckDocument(targets[i].kind, doc, &text); !ok) return ok;
-      batch.ExpectVersion(keys[i], slot.has_value() ? slot->version : 0);
-      batch.Put(keys[i], std::move(text), ExpiryFor(targets[i].kind));
+      const int64_t expires_at_ms = ExpiryFor(targets[i].kind);
+      batch.ExpectVersion(keys[i], slot.text ? slot.version : 0);
+      batch.Put(keys[i], text, expires_at_ms);
+      written.push_back({std::make_shared<const std::string>(std::move(text)), 0, expires_at_ms});
     }
-    auto applied = store_.Apply(batch);
+    auto applied = Write(batch, keys, std::move(written));
     if (applied) return {};
     if (applied.error().code != Errc::kConflict) return std::move(applied).error();
   }
@@ -265,17 +329,14 @@ Result<std::string> DocumentService::ReadAllState(const Identity& who) {
     slot_of[i] = static_cast<int>(keys.size());
     keys.push_back(std::move(target->key));
   }
-  auto entries = store_.MultiGet(keys);
-  if (!entries) return std::move(entries).error();
+  auto docs = Lookup(keys, true);
+  if (!docs) return std::move(docs).error();
   std::string out = "{";
   for (int i = 0; i < 4; ++i) {
     if (i) out.push_back(',');
     out.append("\"").append(names[i]).append("\":");
-    if (slot_of[i] >= 0 && (*entries)[slot_of[i]].has_value()) {
-      out.append((*entries)[slot_of[i]]->value);
-    } else {
-      out.append("{}");
-    }
+    const auto* text = slot_of[i] >= 0 ? (*docs)[slot_of[i]].text.get() : nullptr;
+    out.append(text ? std::string_view(*text) : std::string_view("{}"));
   }
   out.push_back('}');
   return out;
@@ -288,11 +349,11 @@ Result<std::string> DocumentService::ReadAllConfig(const Identity& who) {
   if (!extension) return std::move(extension).error();
   keys.push_back(extension->key);
   if (channel) keys.push_back(channel->key);
-  auto entries = store_.MultiGet(keys);
-  if (!entries) return std::move(entries).error();
+  auto docs = Lookup(keys, true);
+  if (!docs) return std::move(docs).error();
   auto text = [&](size_t i) -> std::string_view {
-    return i < entries->size() && (*entries)[i].has_value() ? std::string_view((*entries)[i]->value)
-                                                            : std::string_view("{}");
+    return i < docs->size() && (*docs)[i].text ? std::string_view(*(*docs)[i].text)
+                                               : std::string_view("{}");
   };
   std::string out = "{\"channel\":";
   out.append(text(1)).append(",\"extension\":").append(text(0)).append("}");
@@ -312,16 +373,16 @@ Result<std::string> DocumentService::ReadExtensionViewers(const Identity& who,
     if (!target) return std::move(target).error();
     keys.push_back(std::move(target->key));
   }
-  auto entries = store_.MultiGet(keys);
-  if (!entries) return std::move(entries).error();
+  auto docs = Lookup(keys, true);
+  if (!docs) return std::move(docs).error();
   std::string out = "{";
   bool first = true;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (!(*entries)[i].has_value()) continue;
+    if (!(*docs)[i].text) continue;
     if (!first) out.push_back(',');
     first = false;
     out.append(json::serialize(json::string(ids[i]))).push_back(':');
-    out.append((*entries)[i]->value);
+    out.append(*(*docs)[i].text);
   }
   out.push_back('}');
   return out;
@@ -332,10 +393,10 @@ Result<std::string> DocumentService::ReadExtensionViewer(const Identity& who,
   if (who.role != Role::kBackend && !who.validated_admin) return Refused();
   auto target = Resolve(who, DocKind::kExtensionViewerState, {}, user_id);
   if (!target) return std::move(target).error();
-  auto entry = store_.Get(target->key);
-  if (!entry) return std::move(entry).error();
-  if (!entry->has_value()) return std::string("{}");
-  return std::move((*entry)->value);
+  auto docs = Lookup({target->key}, true);
+  if (!docs) return std::move(docs).error();
+  const auto& text = docs->front().text;
+  return text ? *text : std::string("{}");
 }
 
 }  // namespace medkit::core::kv

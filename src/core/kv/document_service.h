@@ -22,12 +22,14 @@
 
 #include <boost/json/value.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/auth/identity.h"
 #include "core/clock.h"
+#include "core/kv/document_cache.h"
 #include "core/result.h"
 #include "storage/store.h"
 
@@ -49,6 +51,9 @@ struct DocLimits {
   size_t max_depth = 64;                // JSON nesting of a stored document
   size_t max_batch_ids = 1000;          // ids in one multi-get or multi-target patch
   int64_t state_ttl_ms = 30LL * 24 * 3600 * 1000;
+  // Read cache (see document_cache.h); 0 disables it. Only for stores that no other process
+  // writes (the embedded ones), which the app decides.
+  size_t cache_bytes = 0;
 };
 
 class DocumentService {
@@ -93,11 +98,19 @@ class DocumentService {
   Result<void> PatchTargets(const std::vector<Target>& targets,
                             const std::vector<const boost::json::value*>& patches);
   int64_t ExpiryFor(DocKind kind) const;
+  // The current documents at keys, from the cache where it has them (use_cache) and from one
+  // store MultiGet for the rest (which are then offered to the cache).
+  Result<std::vector<DocumentCache::Doc>> Lookup(const std::vector<std::string>& keys,
+                                                 bool use_cache);
+  // Store::Apply, then offers the written documents to the cache.
+  Result<void> Write(const storage::WriteBatch& batch, const std::vector<std::string>& keys,
+                     std::vector<DocumentCache::Doc> docs);
 
   storage::Store& store_;
   const Clock& clock_;
   auth::Stage stage_;
   DocLimits limits_;
+  std::unique_ptr<DocumentCache> cache_;  // null when disabled
 };
 
 // Write access of who to kind, per the table above (exposed for the policy tests).

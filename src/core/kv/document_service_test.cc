@@ -137,13 +137,24 @@ json::value Nested(size_t depth) {
   return v;
 }
 
-class DocumentServiceTest : public ::testing::Test {
+// Every DocumentServiceTest runs twice: without and with the document read cache.
+class DocumentServiceTest : public ::testing::TestWithParam<bool> {
  protected:
   DocumentServiceTest() : store_(clock_) { Reset(DocLimits{}); }
 
   // Rebuilds the service over the same store with other limits (or stage).
   void Reset(DocLimits limits, Stage stage = Stage::kSandbox) {
+    if (GetParam()) limits.cache_bytes = 1 << 20;
     docs_ = std::make_unique<DocumentService>(store_, clock_, stage, limits);
+  }
+
+  // Reads straight from the store through a fresh, uncached service: for tests in which a
+  // second service writes the same store (the cache of docs_ assumes it is the only writer).
+  json::value ReadFresh(const Identity& who, DocKind kind) {
+    DocumentService fresh(store_, clock_, Stage::kSandbox, DocLimits{});
+    auto text = fresh.Read(who, kind);
+    EXPECT_TRUE(text.has_value()) << ErrorText(text);
+    return text ? J(*text) : json::value();
   }
 
   // Reads who's document of kind, parsed; fails the test on an error.
@@ -249,7 +260,7 @@ TEST(DocumentPolicyTest, FlagsOnlyCountForTheirRole) {
   EXPECT_FALSE(CheckReadAccess(OwnerBroadcaster(), DocKind::kHiddenState).has_value());
 }
 
-TEST_F(DocumentServiceTest, ServiceEnforcesTheTable) {
+TEST_P(DocumentServiceTest, ServiceEnforcesTheTable) {
   for (const auto& p : Principals()) {
     for (DocKind kind : kAllKinds) {
       SCOPED_TRACE(std::string(p.name) + " on " + KindName(kind));
@@ -281,7 +292,7 @@ TEST_F(DocumentServiceTest, ServiceEnforcesTheTable) {
 // ---------------------------------------------------------------------------------------------
 // Replace and read
 
-TEST_F(DocumentServiceTest, MissingDocumentReadsAsEmptyObject) {
+TEST_P(DocumentServiceTest, MissingDocumentReadsAsEmptyObject) {
   for (DocKind kind : kAllKinds) {
     auto text = docs_->Read(Backend(), kind);
     ASSERT_TRUE(text.has_value()) << KindName(kind) << ": " << ErrorText(text);
@@ -289,7 +300,7 @@ TEST_F(DocumentServiceTest, MissingDocumentReadsAsEmptyObject) {
   }
 }
 
-TEST_F(DocumentServiceTest, ReplaceReadRoundTripPerKind) {
+TEST_P(DocumentServiceTest, ReplaceReadRoundTripPerKind) {
   const Identity who = Backend();  // may write every kind
   int n = 0;
   for (DocKind kind : kAllKinds) {
@@ -315,7 +326,7 @@ TEST_F(DocumentServiceTest, ReplaceReadRoundTripPerKind) {
   EXPECT_EQ(Read(who, DocKind::kChannelState), J("{}"));
 }
 
-TEST_F(DocumentServiceTest, ReplaceRequiresAnObject) {
+TEST_P(DocumentServiceTest, ReplaceRequiresAnObject) {
   for (std::string_view body : {"[]", "[1,2]", "1", "\"text\"", "null", "true"}) {
     auto done = docs_->Replace(Backend(), DocKind::kChannelState, J(body));
     ASSERT_FALSE(done.has_value()) << body;
@@ -324,7 +335,7 @@ TEST_F(DocumentServiceTest, ReplaceRequiresAnObject) {
   }
 }
 
-TEST_F(DocumentServiceTest, ReadAllStateAndAllConfig) {
+TEST_P(DocumentServiceTest, ReadAllStateAndAllConfig) {
   const Identity viewer = Viewer();
   ReplaceOk(Backend(), DocKind::kExtensionState, R"({"e":1})");
   ReplaceOk(Broadcaster(), DocKind::kChannelState, R"({"c":2})");
@@ -367,7 +378,7 @@ TEST_F(DocumentServiceTest, ReadAllStateAndAllConfig) {
 // ---------------------------------------------------------------------------------------------
 // Scoping
 
-TEST_F(DocumentServiceTest, ChannelDocumentsAreScopedToTheChannel) {
+TEST_P(DocumentServiceTest, ChannelDocumentsAreScopedToTheChannel) {
   for (DocKind kind : {DocKind::kChannelState, DocKind::kChannelConfig}) {
     ReplaceOk(Broadcaster("chan1"), kind, R"({"ch":1})");
     ReplaceOk(Broadcaster("chan2"), kind, R"({"ch":2})");
@@ -377,7 +388,7 @@ TEST_F(DocumentServiceTest, ChannelDocumentsAreScopedToTheChannel) {
   }
 }
 
-TEST_F(DocumentServiceTest, ViewerStateIsPerChannelAndViewer) {
+TEST_P(DocumentServiceTest, ViewerStateIsPerChannelAndViewer) {
   ReplaceOk(Viewer("chan1", "u1"), DocKind::kViewerState, R"({"mine":1})");
   EXPECT_EQ(Read(Viewer("chan1", "u1"), DocKind::kViewerState), J(R"({"mine":1})"));
   EXPECT_EQ(Read(Viewer("chan1", "u2"), DocKind::kViewerState), J("{}"));
@@ -393,7 +404,7 @@ TEST_F(DocumentServiceTest, ViewerStateIsPerChannelAndViewer) {
   EXPECT_EQ(Read(shared, DocKind::kViewerState), J("{}"));
 }
 
-TEST_F(DocumentServiceTest, ExtensionViewerStateFollowsTheUserAcrossChannels) {
+TEST_P(DocumentServiceTest, ExtensionViewerStateFollowsTheUserAcrossChannels) {
   ReplaceOk(Viewer("chan1", "u1"), DocKind::kExtensionViewerState, R"({"xp":10})");
   EXPECT_EQ(Read(Viewer("chan2", "u1"), DocKind::kExtensionViewerState), J(R"({"xp":10})"));
   EXPECT_EQ(Read(Viewer("chan1", "u2"), DocKind::kExtensionViewerState), J("{}"));
@@ -412,7 +423,7 @@ TEST_F(DocumentServiceTest, ExtensionViewerStateFollowsTheUserAcrossChannels) {
   EXPECT_EQ(patched.error().message, "user id required");
 }
 
-TEST_F(DocumentServiceTest, ExtensionDocumentsAreSharedAcrossChannels) {
+TEST_P(DocumentServiceTest, ExtensionDocumentsAreSharedAcrossChannels) {
   for (DocKind kind :
        {DocKind::kExtensionState, DocKind::kHiddenState, DocKind::kExtensionConfig}) {
     ReplaceOk(Backend("chan1"), kind, R"({"global":1})");
@@ -421,7 +432,7 @@ TEST_F(DocumentServiceTest, ExtensionDocumentsAreSharedAcrossChannels) {
   }
 }
 
-TEST_F(DocumentServiceTest, ClientsAreIsolated) {
+TEST_P(DocumentServiceTest, ClientsAreIsolated) {
   const Identity ext1 = Backend();
   Identity ext2 = ext1;
   ext2.client_id = "ext2";
@@ -432,13 +443,13 @@ TEST_F(DocumentServiceTest, ClientsAreIsolated) {
   }
 }
 
-TEST_F(DocumentServiceTest, StagesAreIsolated) {
+TEST_P(DocumentServiceTest, StagesAreIsolated) {
   for (DocKind kind : kAllKinds) ReplaceOk(Backend(), kind, R"({"stage":"sandbox"})");
   Reset(DocLimits{}, Stage::kProduction);
   for (DocKind kind : kAllKinds) EXPECT_EQ(Read(Backend(), kind), J("{}")) << KindName(kind);
 }
 
-TEST_F(DocumentServiceTest, ChannelAndUserIdsAreChecked) {
+TEST_P(DocumentServiceTest, ChannelAndUserIdsAreChecked) {
   auto no_channel = docs_->Replace(Broadcaster(""), DocKind::kChannelState, J("{}"));
   ASSERT_FALSE(no_channel.has_value());
   EXPECT_EQ(no_channel.error().code, Errc::kInvalidArgument);
@@ -464,7 +475,7 @@ TEST_F(DocumentServiceTest, ChannelAndUserIdsAreChecked) {
 // ---------------------------------------------------------------------------------------------
 // PATCH forms (spec 5.3.1)
 
-TEST_F(DocumentServiceTest, JsonPatchArray) {
+TEST_P(DocumentServiceTest, JsonPatchArray) {
   const Identity b = Broadcaster();
   ReplaceOk(b, DocKind::kChannelState, R"({"a":1,"list":[1,2]})");
   PatchOk(b, DocKind::kChannelState,
@@ -493,7 +504,7 @@ TEST_F(DocumentServiceTest, JsonPatchArray) {
   EXPECT_EQ(Read(Viewer(), DocKind::kViewerState), J(R"({"x":1})"));
 }
 
-TEST_F(DocumentServiceTest, MergePatchObject) {
+TEST_P(DocumentServiceTest, MergePatchObject) {
   const Identity b = Broadcaster();
   ReplaceOk(b, DocKind::kChannelConfig, R"({"keep":1,"drop":2,"obj":{"x":1,"y":2},"arr":[1,2]})");
   PatchOk(b, DocKind::kChannelConfig,
@@ -505,7 +516,7 @@ TEST_F(DocumentServiceTest, MergePatchObject) {
   EXPECT_EQ(Read(Viewer(), DocKind::kExtensionViewerState), J(R"({"a":{"b":1}})"));
 }
 
-TEST_F(DocumentServiceTest, PatchBodyMustBeArrayOrObject) {
+TEST_P(DocumentServiceTest, PatchBodyMustBeArrayOrObject) {
   for (std::string_view body : {"1", "\"x\"", "null", "true"}) {
     auto done = docs_->Patch(Broadcaster(), DocKind::kChannelState, J(body));
     ASSERT_FALSE(done.has_value()) << body;
@@ -514,7 +525,7 @@ TEST_F(DocumentServiceTest, PatchBodyMustBeArrayOrObject) {
   }
 }
 
-TEST_F(DocumentServiceTest, UserMapPatchesManyViewers) {
+TEST_P(DocumentServiceTest, UserMapPatchesManyViewers) {
   ReplaceOk(Viewer("chan1", "u1"), DocKind::kExtensionViewerState, R"({"xp":1,"old":true})");
   for (const Identity& who : {Backend(), ValidatedAdmin()}) {
     PatchOk(who, DocKind::kExtensionViewerState,
@@ -538,7 +549,7 @@ TEST_F(DocumentServiceTest, UserMapPatchesManyViewers) {
   PatchOk(Backend(), DocKind::kExtensionViewerState, "{}");
 }
 
-TEST_F(DocumentServiceTest, OnlyBackendAndValidatedAdminsUseTheUserMap) {
+TEST_P(DocumentServiceTest, OnlyBackendAndValidatedAdminsUseTheUserMap) {
   // An ordinary admin's object is a merge patch of its own document.
   Identity admin = Admin();
   PatchOk(admin, DocKind::kExtensionViewerState, R"({"u1":{"xp":100}})");
@@ -559,7 +570,7 @@ TEST_F(DocumentServiceTest, OnlyBackendAndValidatedAdminsUseTheUserMap) {
   }
 }
 
-TEST_F(DocumentServiceTest, ChannelMapPatchesManyChannels) {
+TEST_P(DocumentServiceTest, ChannelMapPatchesManyChannels) {
   ReplaceOk(Broadcaster("c1"), DocKind::kChannelConfig, R"({"skus":{"a":{"price":1}}})");
   for (const Identity& who : {Backend(), Admin()}) {
     PatchOk(who, DocKind::kChannelConfig,
@@ -582,7 +593,7 @@ TEST_F(DocumentServiceTest, ChannelMapPatchesManyChannels) {
   EXPECT_EQ(Read(Viewer("c1"), DocKind::kChannelState), J("{}"));
 }
 
-TEST_F(DocumentServiceTest, MapIsAllOrNothing) {
+TEST_P(DocumentServiceTest, MapIsAllOrNothing) {
   ReplaceOk(Viewer("chan1", "u1"), DocKind::kExtensionViewerState, R"({"v":1})");
   ReplaceOk(Viewer("chan1", "u2"), DocKind::kExtensionViewerState, R"({"v":2})");
   const std::string failing[] = {
@@ -619,7 +630,7 @@ TEST_F(DocumentServiceTest, MapIsAllOrNothing) {
 // ---------------------------------------------------------------------------------------------
 // Limits (spec 5.3.2)
 
-TEST_F(DocumentServiceTest, StateSizeLimit) {
+TEST_P(DocumentServiceTest, StateSizeLimit) {
   const Identity b = Broadcaster();
   ReplaceOk(b, DocKind::kChannelState, R"({"orig":1})");
   auto over = docs_->Replace(b, DocKind::kChannelState, DocOfSize(16 * 1024 + 1));
@@ -643,7 +654,7 @@ TEST_F(DocumentServiceTest, StateSizeLimit) {
   }
 }
 
-TEST_F(DocumentServiceTest, ConfigSizeLimit) {
+TEST_P(DocumentServiceTest, ConfigSizeLimit) {
   for (DocKind kind : {DocKind::kExtensionConfig, DocKind::kChannelConfig}) {
     ReplaceOk(Backend(), kind, R"({"orig":1})");
     auto over = docs_->Replace(Backend(), kind, DocOfSize(64 * 1024 + 1));
@@ -655,7 +666,7 @@ TEST_F(DocumentServiceTest, ConfigSizeLimit) {
   }
 }
 
-TEST_F(DocumentServiceTest, ConfiguredSizeLimits) {
+TEST_P(DocumentServiceTest, ConfiguredSizeLimits) {
   DocLimits limits;
   limits.state_max_bytes = 100;
   limits.config_max_bytes = 200;
@@ -666,7 +677,7 @@ TEST_F(DocumentServiceTest, ConfiguredSizeLimits) {
   EXPECT_FALSE(docs_->Replace(Backend(), DocKind::kChannelConfig, DocOfSize(201)).has_value());
 }
 
-TEST_F(DocumentServiceTest, DepthLimit) {
+TEST_P(DocumentServiceTest, DepthLimit) {
   const Identity b = Broadcaster();
   ReplaceOk(b, DocKind::kChannelState, R"({"orig":1})");
   auto deep = docs_->Replace(b, DocKind::kChannelState, Nested(65));
@@ -695,7 +706,7 @@ TEST_F(DocumentServiceTest, DepthLimit) {
 // Regression: a document 33..64 levels deep is accepted by POST (max_depth 64), but PATCH
 // re-parses the stored text with boost::json's default parse_options (max_depth 32), fails,
 // and reports "stored document is not valid JSON" (kInternal, HTTP 500).
-TEST_F(DocumentServiceTest, PatchWorksOnDocumentsDeeperThan32Levels) {
+TEST_P(DocumentServiceTest, PatchWorksOnDocumentsDeeperThan32Levels) {
   const Identity b = Broadcaster();
   for (size_t depth : {32, 33, 64}) {
     SCOPED_TRACE("depth " + std::to_string(depth));
@@ -708,7 +719,7 @@ TEST_F(DocumentServiceTest, PatchWorksOnDocumentsDeeperThan32Levels) {
   }
 }
 
-TEST_F(DocumentServiceTest, BatchIdLimit) {
+TEST_P(DocumentServiceTest, BatchIdLimit) {
   json::object map;
   for (int i = 0; i < 1000; ++i) map["u" + std::to_string(i)] = json::object{{"i", i}};
   PatchOk(Backend(), DocKind::kExtensionViewerState, json::serialize(map));
@@ -744,7 +755,7 @@ TEST_F(DocumentServiceTest, BatchIdLimit) {
 // ---------------------------------------------------------------------------------------------
 // Expiry
 
-TEST_F(DocumentServiceTest, StateExpiresThirtyDaysAfterTheLastWrite) {
+TEST_P(DocumentServiceTest, StateExpiresThirtyDaysAfterTheLastWrite) {
   const Identity b = Broadcaster();
   ReplaceOk(b, DocKind::kChannelState, R"({"v":1})");
   clock_.AdvanceMs(29 * kDayMs);
@@ -760,7 +771,7 @@ TEST_F(DocumentServiceTest, StateExpiresThirtyDaysAfterTheLastWrite) {
   EXPECT_EQ(*text, "{}");
 }
 
-TEST_F(DocumentServiceTest, PatchAlsoRestartsTheClock) {
+TEST_P(DocumentServiceTest, PatchAlsoRestartsTheClock) {
   const Identity v = Viewer();
   ReplaceOk(v, DocKind::kViewerState, R"({"a":1})");
   clock_.AdvanceMs(29 * kDayMs);
@@ -774,7 +785,7 @@ TEST_F(DocumentServiceTest, PatchAlsoRestartsTheClock) {
   EXPECT_EQ(Read(v, DocKind::kViewerState), J(R"({"c":3})"));
 }
 
-TEST_F(DocumentServiceTest, EveryStateKindExpiresAndAllStateAgrees) {
+TEST_P(DocumentServiceTest, EveryStateKindExpiresAndAllStateAgrees) {
   const Identity who = Backend();
   for (DocKind kind : kAllKinds) ReplaceOk(who, kind, R"({"here":true})");
   clock_.AdvanceMs(30LL * kDayMs + 1);
@@ -790,7 +801,7 @@ TEST_F(DocumentServiceTest, EveryStateKindExpiresAndAllStateAgrees) {
   EXPECT_EQ(*viewers, "{}");
 }
 
-TEST_F(DocumentServiceTest, HiddenStateAndConfigNeverExpire) {
+TEST_P(DocumentServiceTest, HiddenStateAndConfigNeverExpire) {
   const Identity who = Backend();
   for (DocKind kind : {DocKind::kHiddenState, DocKind::kExtensionConfig, DocKind::kChannelConfig}) {
     // An array: a backend's object on channel config would be a channel map.
@@ -805,7 +816,7 @@ TEST_F(DocumentServiceTest, HiddenStateAndConfigNeverExpire) {
   EXPECT_EQ(J(*config), J(R"({"channel":{"forever":1},"extension":{"forever":1}})"));
 }
 
-TEST_F(DocumentServiceTest, ConfiguredStateTtl) {
+TEST_P(DocumentServiceTest, ConfiguredStateTtl) {
   DocLimits limits;
   limits.state_ttl_ms = 1000;
   Reset(limits);
@@ -819,7 +830,7 @@ TEST_F(DocumentServiceTest, ConfiguredStateTtl) {
 // ---------------------------------------------------------------------------------------------
 // Optimistic concurrency
 
-TEST_F(DocumentServiceTest, ConcurrentPatchesLoseNothing) {
+TEST_P(DocumentServiceTest, ConcurrentPatchesLoseNothing) {
   // 8 threads x 200 PATCHes, each appending one distinct number to the same array. A patch that
   // returns kConflict (16 lost races in a row) is retried by the caller, as a client would on
   // 409. Every acknowledged patch must appear exactly once: no lost update, no double apply.
@@ -899,7 +910,7 @@ class FailingApply final : public storage::StoreWrapper {
   int multi_gets_ = 0;
 };
 
-TEST_F(DocumentServiceTest, PatchRetriesInjectedConflicts) {
+TEST_P(DocumentServiceTest, PatchRetriesInjectedConflicts) {
   ReplaceOk(Broadcaster(), DocKind::kChannelState, R"({"n":1})");
   for (int failures : {1, 3, 15}) {
     SCOPED_TRACE("failures: " + std::to_string(failures));
@@ -912,11 +923,11 @@ TEST_F(DocumentServiceTest, PatchRetriesInjectedConflicts) {
     EXPECT_EQ(store.applies(), failures + 1);
     EXPECT_EQ(store.multi_gets(), failures + 1);  // every attempt reads afresh
   }
-  EXPECT_EQ(Read(Broadcaster(), DocKind::kChannelState),
+  EXPECT_EQ(ReadFresh(Broadcaster(), DocKind::kChannelState),
             J(R"({"n":1,"f1":true,"f3":true,"f15":true})"));
 }
 
-TEST_F(DocumentServiceTest, PatchGivesUpAfterSixteenConflicts) {
+TEST_P(DocumentServiceTest, PatchGivesUpAfterSixteenConflicts) {
   ReplaceOk(Broadcaster(), DocKind::kChannelState, R"({"n":1})");
   ReplaceOk(Viewer("chan1", "u1"), DocKind::kExtensionViewerState, R"({"v":1})");
   for (int failures : {16, 1000}) {
@@ -963,17 +974,17 @@ class RacingWriter final : public storage::StoreWrapper {
   int applies_ = 0;
 };
 
-TEST_F(DocumentServiceTest, PatchReappliesOnTopOfTheCompetingWrite) {
+TEST_P(DocumentServiceTest, PatchReappliesOnTopOfTheCompetingWrite) {
   ReplaceOk(Broadcaster(), DocKind::kChannelState, R"({"a":1})");
   RacingWriter store(store_, R"({"a":1,"theirs":true})");
   DocumentService docs(store, clock_, Stage::kSandbox, DocLimits{});
   auto done = docs.Patch(Broadcaster(), DocKind::kChannelState, J(R"({"mine":true})"));
   ASSERT_TRUE(done.has_value()) << ErrorText(done);
   EXPECT_EQ(store.applies(), 2);
-  EXPECT_EQ(Read(Broadcaster(), DocKind::kChannelState), J(R"({"a":1,"theirs":true,"mine":true})"));
+  EXPECT_EQ(ReadFresh(Broadcaster(), DocKind::kChannelState), J(R"({"a":1,"theirs":true,"mine":true})"));
 }
 
-TEST_F(DocumentServiceTest, PatchOfNewDocumentConflictsWithConcurrentCreate) {
+TEST_P(DocumentServiceTest, PatchOfNewDocumentConflictsWithConcurrentCreate) {
   // The first write of a document expects it to be absent (version 0).
   RacingWriter store(store_, R"({"created":"elsewhere"})");
   DocumentService docs(store, clock_, Stage::kSandbox, DocLimits{});
@@ -1016,7 +1027,7 @@ class BrokenStore final : public storage::StoreWrapper {
   int applies_ = 0;
 };
 
-TEST_F(DocumentServiceTest, WriteFailurePropagates) {
+TEST_P(DocumentServiceTest, WriteFailurePropagates) {
   ReplaceOk(Broadcaster(), DocKind::kChannelState, R"({"n":1})");
   BrokenStore store(store_, Errc::kInternal, /*reads=*/false, /*writes=*/true);
   DocumentService docs(store, clock_, Stage::kSandbox, DocLimits{});
@@ -1037,7 +1048,7 @@ TEST_F(DocumentServiceTest, WriteFailurePropagates) {
   EXPECT_EQ(Read(Broadcaster(), DocKind::kChannelState), J(R"({"n":1})"));
 }
 
-TEST_F(DocumentServiceTest, UnavailableIsNotRetried) {
+TEST_P(DocumentServiceTest, UnavailableIsNotRetried) {
   BrokenStore store(store_, Errc::kUnavailable, /*reads=*/false, /*writes=*/true);
   DocumentService docs(store, clock_, Stage::kSandbox, DocLimits{});
   auto patched = docs.Patch(Broadcaster(), DocKind::kChannelState, J(R"({"n":3})"));
@@ -1046,7 +1057,7 @@ TEST_F(DocumentServiceTest, UnavailableIsNotRetried) {
   EXPECT_EQ(store.applies(), 1);
 }
 
-TEST_F(DocumentServiceTest, ReadFailurePropagates) {
+TEST_P(DocumentServiceTest, ReadFailurePropagates) {
   BrokenStore store(store_, Errc::kInternal, /*reads=*/true, /*writes=*/false);
   DocumentService docs(store, clock_, Stage::kSandbox, DocLimits{});
   auto expect_internal = [](const auto& result, const char* what) {
@@ -1062,7 +1073,7 @@ TEST_F(DocumentServiceTest, ReadFailurePropagates) {
   EXPECT_EQ(store.applies(), 0);  // a patch that could not read writes nothing
 }
 
-TEST_F(DocumentServiceTest, CorruptStoredDocumentIsInternal) {
+TEST_P(DocumentServiceTest, CorruptStoredDocumentIsInternal) {
   // Whatever wrote the text, a patch refuses to build on a stored value that is not JSON.
   ReplaceOk(Broadcaster(), DocKind::kChannelState, R"({"n":1})");
   RacingWriter store(store_, "not json");
@@ -1071,6 +1082,11 @@ TEST_F(DocumentServiceTest, CorruptStoredDocumentIsInternal) {
   ASSERT_FALSE(done.has_value());
   EXPECT_EQ(done.error().code, Errc::kInternal);
 }
+
+INSTANTIATE_TEST_SUITE_P(Cache, DocumentServiceTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Cached" : "Uncached";
+                         });
 
 }  // namespace
 }  // namespace medkit::core::kv
