@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # HTTP load benchmarks for issue 2, side by side in one run (see docs/performance.md).
-# The server runs with one event-loop thread pinned to core 0 on RocksDB in a temp dir; wrk
-# runs with one thread pinned to core 1. Each scenario runs with and without pipelining.
-#   bash bench/http_bench.sh            # 64 connections, 8 s per row
-#   DURATION=15 CONNECTIONS=64 DEPTH=16 bash bench/http_bench.sh
+# The server runs with one event-loop thread pinned to core 0 on RocksDB in a temp dir; the
+# load generator (bench/loadgen.cc, one thread) runs pinned to core 1. Each scenario runs with
+# and without pipelining. medkit_loadgen records one latency per response, so p50/p99 are
+# meaningful for pipelined rows too (wrk records one per pipelined batch).
+#   cmake --build --preset release --target medkit medkit_loadgen
+#   bash bench/http_bench.sh            # 64 connections, 8 s per row (first 1 s is warm-up)
+#   DURATION=15 CONNECTIONS=64 DEPTH=16 WARMUP=2 bash bench/http_bench.sh
+#   LOADGEN=wrk bash bench/http_bench.sh  # old wrk runs (its p99 is wrong for depth > 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MEDKIT_BIN:-build/release/medkit}
@@ -11,6 +15,13 @@ DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 DEPTH=${DEPTH:-16}
 VIEWERS=${VIEWERS:-1000}
+WARMUP=${WARMUP:-1}
+LOADGEN=${LOADGEN:-build/release/bench/medkit_loadgen}
+if [[ $LOADGEN != wrk && ! -x $LOADGEN ]]; then
+  echo "no load generator at $LOADGEN: build it (cmake --build --preset release --target" \
+    "medkit_loadgen) or set LOADGEN=wrk" >&2
+  exit 1
+fi
 CLIENT=benchext
 work=$(mktemp -d)
 trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -39,21 +50,53 @@ curl -s -X POST "$url/v1/e/channel_state" -H "Authorization: $(cat "$work/broadc
   -d '{"counter":0,"title":"Bench stream","scores":{"red":10,"blue":12},"round":3,"open":true}' \
   > /dev/null
 
-run() {  # name method path token_file body_kind depth
-  local out
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-    -s bench/lua/medkit.lua "$url" -- "$2" "$3" "$6" "$4" "$5" 2>&1)
-  local rps p50 p99 errors
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  errors=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  printf '| %-24s | %5s | %12s | %9s | %9s | %s |\n' "$1" "$6" "$rps" "$p50" "$p99" "${errors:-0}"
-  echo "$1 $6 $rps" >> "$work/rows"
+us() {  # microseconds -> "412us" / "1.25ms", as wrk prints them
+  awk -v v="$1" 'BEGIN { if (v == "") print "?"; else if (v < 1000) printf "%.0fus\n", v;
+                         else printf "%.2fms\n", v / 1000 }'
 }
 
+field() {  # name "RESULT k=v k=v ..." -> v
+  echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+run() {  # name method path token_file body_kind depth
+  local out rps p50 p99 non2xx errors
+  if [[ $LOADGEN == wrk ]]; then
+    out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+      -s bench/lua/medkit.lua "$url" -- "$2" "$3" "$6" "$4" "$5" 2>&1) || true
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+    errors=$(echo "$out" | awk '/Socket errors/ {n = 0; for (i = 4; i <= NF; i += 2) n += $i; print n}')
+  else
+    out=$(taskset -c 1 "$LOADGEN" --url "$url" --connections "$CONNECTIONS" --depth "$6" \
+      --duration "$DURATION" --warmup "$WARMUP" --method "$2" --path "$3" --tokens "$4" \
+      --body-kind "$5" 2>&1) || true
+    local result
+    result=$(echo "$out" | grep '^RESULT ' || true)
+    if [[ -z $result ]]; then
+      echo "$1 depth $6: load generator failed:" >&2
+      echo "$out" >&2
+    fi
+    rps=$(field rps "$result")
+    p50=$(us "$(field p50_us "$result")")
+    p99=$(us "$(field p99_us "$result")")
+    non2xx=$(field non2xx "$result")
+    errors=$(field errors "$result")
+  fi
+  printf '| %-24s | %5s | %12s | %9s | %9s | %7s |\n' "$1" "$6" "${rps:-?}" "$p50" "$p99" "${non2xx:-0}"
+  echo "$1 $6 ${rps:-0}" >> "$work/rows"
+  if [[ ${errors:-0} != 0 ]]; then echo "  $1, depth $6: $errors socket errors/timeouts" >> "$work/errors"; fi
+}
+
+if [[ $LOADGEN == wrk ]]; then
+  gen="wrk 1 thread (core 1), $CONNECTIONS connections, ${DURATION}s per row (p99 unreliable for depth > 1)"
+else
+  gen="medkit_loadgen 1 thread (core 1), $CONNECTIONS connections, ${DURATION}s per row (first ${WARMUP}s not counted)"
+fi
 echo "OpenMEDKit HTTP benchmark: $(date -u +%FT%TZ), $(nproc) cores, server 1 thread (core 0),"
-echo "wrk 1 thread (core 1), $CONNECTIONS connections, ${DURATION}s per row, store rocksdb."
+echo "$gen, store rocksdb."
 echo
 echo "| scenario                 | depth |        req/s |       p50 |       p99 | non-2xx |"
 echo "|--------------------------|------:|-------------:|----------:|----------:|--------:|"
@@ -64,6 +107,13 @@ for depth in 1 "$DEPTH"; do
   run "PATCH channel_state"  PATCH /v1/e/channel_state    "$work/broadcaster.tok" patch "$depth"
 done
 echo
+if [[ -s $work/errors ]]; then
+  echo "Socket errors (connect, read, write, malformed response, timeout):"
+  cat "$work/errors"
+else
+  echo "Socket errors: none."
+fi
+echo
 echo "Ratios to GET /healthz at the same depth:"
 python3 - "$work/rows" <<'PY'
 import sys
@@ -73,8 +123,8 @@ data = []
 for r in rows:
     name = " ".join(r[:-2]); depth = r[-2]; rps = float(r[-1])
     data.append((name, depth, rps))
-    if name == "GET /healthz": base[depth] = rps
+    if name == "GET /healthz" and rps > 0: base[depth] = rps
 for name, depth, rps in data:
-    if name != "GET /healthz":
+    if name != "GET /healthz" and depth in base:
         print(f"  {name:22s} depth {depth:>2}: {rps / base[depth]:.2f}")
 PY

@@ -489,12 +489,13 @@ class Worker {
   }
 
   void send_batch(Conn& c) {
-    if (now_ns() >= end_ns_) return;
+    int64_t now = now_ns();
+    if (now >= end_ns_) return;
     c.batch = &pool_[next_batch_];
     next_batch_ = (next_batch_ + 1) % pool_.size();
     c.written = 0;
     c.outstanding = cfg_.depth;
-    c.sent_ns = now_ns();
+    c.sent_ns = now;
     write_some(c);
   }
 
