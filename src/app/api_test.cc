@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "app/app.h"
+#include "core/events/event_bus.h"
 #include "app/config.h"
 #include "core/auth/jwt.h"
 #include "core/clock.h"
@@ -978,6 +979,35 @@ TEST(ConfigValidateTest, CreateRefusesBadSecrets) {
   config = BaseConfig("sandbox");
   config.signing_key_b64 = "@@@";
   EXPECT_FALSE(App::Create(config, clock).has_value());
+}
+
+}  // namespace
+}  // namespace medkit::app
+
+namespace medkit::app {
+namespace {
+
+// Every channel-state write (POST and PATCH) publishes channel_state_update with the whole new
+// document for that channel; other stores publish nothing; refused writes publish nothing.
+TEST_F(ApiTest, ChannelStateWritesPublishChannelStateUpdate) {
+  core::events::EventRecorder recorder(app_->events());
+  std::string broadcaster = Token("broadcaster", "chan7", "chan7");
+  ASSERT_EQ(Call("POST", "/v1/e/channel_state", broadcaster, R"({"a":1})").status, 200);
+  ASSERT_EQ(Call("PATCH", "/v1/e/channel_state", broadcaster,
+                 R"([{"op":"add","path":"/b","value":2}])").status, 200);
+  ASSERT_EQ(Call("POST", "/v1/e/viewer_state", Token("viewer", "chan7", "u1"), R"({"x":1})").status,
+            200);
+  ASSERT_EQ(Call("POST", "/v1/e/channel_state", Token("viewer", "chan7", "u1"), R"({"no":1})").status,
+            403);
+  auto events = recorder.events();
+  ASSERT_EQ(events.size(), 2u);
+  for (const auto& e : events) {
+    EXPECT_EQ(e.name, "channel_state_update");
+    EXPECT_EQ(e.channel_id, "chan7");
+    EXPECT_EQ(e.at_ms, clock_.NowMs());
+  }
+  EXPECT_EQ(json::parse(events[0].payload_json), json::parse(R"({"a":1})"));
+  EXPECT_EQ(json::parse(events[1].payload_json), json::parse(R"({"a":1,"b":2})"));
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ struct App::Impl {
   std::unique_ptr<storage::Store> engine;
   std::unique_ptr<storage::MeteredStore> store;
   core::auth::ExtensionRegistry registry;
+  core::events::EventBus events;
   std::unique_ptr<core::auth::Authenticator> auth;
   std::unique_ptr<core::kv::DocumentService> documents;
   http::Services services;
@@ -154,11 +155,12 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   core::kv::DocLimits limits = config.limits;
   // Both embedded stores are written by this process only, so documents can be cached.
   limits.cache_bytes = config.document_cache_bytes;
-  impl->documents = std::make_unique<core::kv::DocumentService>(*impl->store, clock,
-                                                                auth_options.stage, limits);
+  impl->documents = std::make_unique<core::kv::DocumentService>(
+      *impl->store, clock, auth_options.stage, limits, &impl->events);
 
   impl->services.auth = impl->auth.get();
   impl->services.documents = impl->documents.get();
+  impl->services.events = &impl->events;
   impl->services.clock = &clock;
   impl->services.max_json_depth = config.limits.max_depth;
   Impl* raw = impl.get();
@@ -180,6 +182,7 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
 }
 
 http::Router& App::router() { return *impl_->router; }
+core::events::EventBus& App::events() { return impl_->events; }
 
 core::Result<uint16_t> App::Listen() {
   http::ServerOptions options;

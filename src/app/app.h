@@ -12,6 +12,9 @@
 namespace medkit::http {
 class Router;
 }
+namespace medkit::core::events {
+class EventBus;
+}
 
 namespace medkit::app {
 
@@ -24,6 +27,8 @@ class App {
 
   // In-process entry point (the ApiTest fixture and the server both use it).
   http::Router& router();
+  // The core's event bus (tests subscribe to it; transports will).
+  core::events::EventBus& events();
 
   // Binds the listeners; returns the bound port.
   core::Result<uint16_t> Listen();

@@ -25,6 +25,9 @@ class Authenticator;
 namespace kv {
 class DocumentService;
 }
+namespace events {
+class EventBus;
+}
 }  // namespace medkit::core
 
 namespace medkit::http {
@@ -33,6 +36,7 @@ namespace medkit::http {
 struct Services {
   core::auth::Authenticator* auth = nullptr;
   core::kv::DocumentService* documents = nullptr;
+  core::events::EventBus* events = nullptr;
   const core::Clock* clock = nullptr;
   size_t max_json_depth = 64;
   std::function<bool()> ready;  // /healthz: false while shutting down

@@ -92,8 +92,8 @@ Result<void> CheckWriteAccess(const Identity& who, DocKind kind) {
 }
 
 DocumentService::DocumentService(storage::Store& store, const Clock& clock, auth::Stage stage,
-                                 DocLimits limits)
-    : store_(store), clock_(clock), stage_(stage), limits_(limits) {
+                                 DocLimits limits, events::EventBus* events)
+    : store_(store), clock_(clock), stage_(stage), limits_(limits), events_(events) {
   if (limits_.cache_bytes > 0) cache_ = std::make_unique<DocumentCache>(limits_.cache_bytes);
 }
 
@@ -226,8 +226,17 @@ Result<void> DocumentService::Replace(const Identity& who, DocKind kind, const j
   const int64_t expires_at_ms = ExpiryFor(kind);
   storage::WriteBatch batch;
   batch.Put(target->key, text, expires_at_ms);
-  DocumentCache::Doc doc{std::make_shared<const std::string>(std::move(text)), 0, expires_at_ms};
-  return Write(batch, {target->key}, {std::move(doc)});
+  auto shared = std::make_shared<const std::string>(std::move(text));
+  auto written = Write(batch, {target->key}, {DocumentCache::Doc{shared, 0, expires_at_ms}});
+  if (written) PublishWrite(who, kind, *shared);
+  return written;
+}
+
+void DocumentService::PublishWrite(const Identity& who, DocKind kind,
+                                   const std::string& text) const {
+  if (events_ == nullptr || kind != DocKind::kChannelState) return;
+  events_->Publish(events::Event{who.client_id, who.channel_id, "channel_state_update", text,
+                                 clock_.NowMs()});
 }
 
 Result<void> DocumentService::Patch(const Identity& who, DocKind kind, const json::value& body) {
@@ -243,7 +252,10 @@ Result<void> DocumentService::Patch(const Identity& who, DocKind kind, const jso
   if (!map_form) {
     auto target = OwnTarget(who, kind);
     if (!target) return std::move(target).error();
-    return PatchTargets({*target}, {&body});
+    std::vector<std::shared_ptr<const std::string>> written;
+    auto patched = PatchTargets({*target}, {&body}, &written);
+    if (patched && !written.empty()) PublishWrite(who, kind, *written.front());
+    return patched;
   }
   const json::object& map = body.get_object();
   if (map.size() > limits_.max_batch_ids) {
@@ -267,8 +279,9 @@ Result<void> DocumentService::Patch(const Identity& who, DocKind kind, const jso
   return PatchTargets(targets, patches);
 }
 
-Result<void> DocumentService::PatchTargets(const std::vector<Target>& targets,
-                                           const std::vector<const json::value*>& patches) {
+Result<void> DocumentService::PatchTargets(
+    const std::vector<Target>& targets, const std::vector<const json::value*>& patches,
+    std::vector<std::shared_ptr<const std::string>>* written_out) {
   if (targets.empty()) return {};
   std::vector<std::string> keys;
   keys.reserve(targets.size());
@@ -310,8 +323,15 @@ Result<void> DocumentService::PatchTargets(const std::vector<Target>& targets,
       batch.Put(keys[i], text, expires_at_ms);
       written.push_back({std::make_shared<const std::string>(std::move(text)), 0, expires_at_ms});
     }
+    std::vector<std::shared_ptr<const std::string>> texts;
+    if (written_out) {
+      for (const auto& doc : written) texts.push_back(doc.text);
+    }
     auto applied = Write(batch, keys, std::move(written));
-    if (applied) return {};
+    if (applied) {
+      if (written_out) *written_out = std::move(texts);
+      return {};
+    }
     if (applied.error().code != Errc::kConflict) return std::move(applied).error();
   }
   return MakeError(Errc::kConflict, "concurrent update conflict, retry the request");

@@ -18,6 +18,8 @@
 //   channel config       any (token's channel)     broadcaster, admin, backend; channel map:
 //                                                  admin, backend
 // State documents expire state_ttl_ms after their last write; hidden state and config never.
+// Every channel-state write publishes "channel_state_update" (payload: the whole new channel
+// state) on the event bus, for viewers and games (spec 5.3.3).
 #pragma once
 
 #include <boost/json/value.hpp>
@@ -29,6 +31,7 @@
 
 #include "core/auth/identity.h"
 #include "core/clock.h"
+#include "core/events/event_bus.h"
 #include "core/kv/document_cache.h"
 #include "core/result.h"
 #include "storage/store.h"
@@ -58,7 +61,9 @@ struct DocLimits {
 
 class DocumentService {
  public:
-  DocumentService(storage::Store& store, const Clock& clock, auth::Stage stage, DocLimits limits);
+  // events may be null (no events published).
+  DocumentService(storage::Store& store, const Clock& clock, auth::Stage stage, DocLimits limits,
+                  events::EventBus* events = nullptr);
 
   // The caller's document of kind, as JSON text ("{}" when unset or expired).
   Result<std::string> Read(const auth::Identity& who, DocKind kind);
@@ -95,8 +100,10 @@ class DocumentService {
   Result<Target> OwnTarget(const auth::Identity& who, DocKind kind) const;
   Result<void> CheckDocument(DocKind kind, const boost::json::value& doc,
                              std::string* text) const;
+  // written (if not null) receives the new text of each target.
   Result<void> PatchTargets(const std::vector<Target>& targets,
-                            const std::vector<const boost::json::value*>& patches);
+                            const std::vector<const boost::json::value*>& patches,
+                            std::vector<std::shared_ptr<const std::string>>* written = nullptr);
   int64_t ExpiryFor(DocKind kind) const;
   // The current documents at keys, from the cache where it has them (use_cache) and from one
   // store MultiGet for the rest (which are then offered to the cache).
@@ -111,6 +118,9 @@ class DocumentService {
   auth::Stage stage_;
   DocLimits limits_;
   std::unique_ptr<DocumentCache> cache_;  // null when disabled
+  events::EventBus* events_;               // may be null
+  // Publishes channel_state_update with text when kind is channel state.
+  void PublishWrite(const auth::Identity& who, DocKind kind, const std::string& text) const;
 };
 
 // Write access of who to kind, per the table above (exposed for the policy tests).
