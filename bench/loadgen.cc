@@ -177,6 +177,7 @@ struct Config {
   std::string path;
   std::string tokens_file = "-";
   std::string body_kind = "none";
+  size_t pool_batches = kPoolBatches;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -195,7 +196,9 @@ void usage(FILE* out) {
       "  --method M             HTTP method (default GET)\n"
       "  --path P               request target (default: the URL's path, else /)\n"
       "  --tokens FILE|-        Authorization header values, one per line (default -: none)\n"
-      "  --body-kind K          none | state | patch (default none)\n"
+      "  --body-kind K          none | state | patch | vote | rank | accumulate\n"
+      "  --pool N               pre-formatted batches cycled through (default 1000; raise it\n"
+      "                         so every token is used, e.g. 100000 viewers at depth 1)\n"
       "  --timeout S            a batch not fully answered in S seconds is an error (default 2)\n"
       "Only loopback URLs (127.0.0.0/8, localhost) are accepted.\n",
       out);
@@ -272,6 +275,7 @@ Config parse_args(int argc, char** argv) {
     else if (arg == "--path") cfg.path = value;
     else if (arg == "--tokens") cfg.tokens_file = value;
     else if (arg == "--body-kind") cfg.body_kind = value;
+    else if (arg == "--pool") cfg.pool_batches = parse_int(arg, value, 1, 1000000);
     else die("unknown option '" + arg + "' (see --help)");
   }
   if (url.empty()) die("--url is required (see --help)");
@@ -285,8 +289,9 @@ Config parse_args(int argc, char** argv) {
   if (cfg.path[0] != '/' || cfg.path.size() > 4096 ||
       cfg.path.find_first_of(" \t\r\n") != std::string::npos)
     die("--path must start with / and contain no whitespace");
-  if (cfg.body_kind != "none" && cfg.body_kind != "state" && cfg.body_kind != "patch")
-    die("--body-kind must be none, state or patch");
+  if (cfg.body_kind != "none" && cfg.body_kind != "state" && cfg.body_kind != "patch" &&
+      cfg.body_kind != "vote" && cfg.body_kind != "rank" && cfg.body_kind != "accumulate")
+    die("--body-kind must be none, state, patch, vote, rank or accumulate");
   return cfg;
 }
 
@@ -313,7 +318,7 @@ std::vector<std::string> read_tokens(const std::string& file) {
 std::vector<std::string> build_pool(const Config& cfg, const std::vector<std::string>& tokens) {
   std::vector<std::string> pool;
   size_t total = 0;
-  for (size_t b = 0; b < kPoolBatches && (b == 0 || total < kMaxPoolBytes); ++b) {
+  for (size_t b = 0; b < cfg.pool_batches && (b == 0 || total < kMaxPoolBytes); ++b) {
     std::string batch;
     for (int d = 1; d <= cfg.depth; ++d) {
       uint64_t n = b * uint64_t(cfg.depth) + uint64_t(d);
@@ -321,6 +326,12 @@ std::vector<std::string> build_pool(const Config& cfg, const std::vector<std::st
       if (cfg.body_kind == "state")
         body = "{\"score\":" + std::to_string(n) + ",\"name\":\"viewer " + std::to_string(n) +
                "\",\"flags\":[true,false]}";
+      else if (cfg.body_kind == "vote")
+        body = "{\"value\":" + std::to_string((n * 7) % 32) + "}";
+      else if (cfg.body_kind == "rank")
+        body = "{\"key\":\"answer" + std::to_string((n * 7) % 50) + "\"}";
+      else if (cfg.body_kind == "accumulate")
+        body = "{\"n\":" + std::to_string(n) + ",\"kind\":\"cheer\"}";
       else if (cfg.body_kind == "patch")
         body = "[{\"op\":\"replace\",\"path\":\"/counter\",\"value\":" + std::to_string(n) + "}]";
       batch += cfg.method + " " + cfg.path + " HTTP/1.1\r\nHost: " + cfg.host + "\r\n";

@@ -13,7 +13,7 @@ pkgs=(g++ cmake ninja-build ccache pkg-config
       libgtest-dev libgmock-dev libbenchmark-dev)
 case "$what" in
   test) command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm) ;;
-  bench) pkgs+=(wrk nghttp2-client) ;;
+  bench) pkgs+=(wrk nghttp2-client redis-server redis-tools) ;;
 esac
 
 missing=()
