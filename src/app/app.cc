@@ -15,6 +15,15 @@
 #include "core/auth/extension_registry.h"
 #include "core/auth/jwt.h"
 #include "core/kv/document_service.h"
+#include "core/datastream/datastream_service.h"
+#include "core/gamecode/code_service.h"
+#include "core/gamecode/poll_winners.h"
+#include "core/users/user_directory.h"
+#include "core/poll/poll_service.h"
+#include "core/trivia/trivia_service.h"
+#include "core/accumulate/accumulate_service.h"
+#include "core/jsonstore/json_store_service.h"
+#include "core/rank/rank_service.h"
 #include "http/router.h"
 #include "http/routes/routes.h"
 #include "http/server.h"
@@ -35,6 +44,14 @@ struct App::Impl {
   core::events::EventBus events;
   std::unique_ptr<core::auth::Authenticator> auth;
   std::unique_ptr<core::kv::DocumentService> documents;
+  std::unique_ptr<core::gamecode::CodeService> codes;
+  std::unique_ptr<core::users::UserDirectory> users;
+  std::unique_ptr<core::datastream::DatastreamService> datastream;
+  std::unique_ptr<core::poll::PollService> polls;
+  std::unique_ptr<core::trivia::TriviaService> trivia;
+  std::unique_ptr<core::rank::RankService> rank;
+  std::unique_ptr<core::accumulate::AccumulateService> accumulate;
+  std::unique_ptr<core::jsonstore::JsonStoreService> json_store;
   http::Services services;
   std::unique_ptr<http::Router> router;
   std::unique_ptr<http::Server> server;
@@ -157,10 +174,37 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   limits.cache_bytes = config.document_cache_bytes;
   impl->documents = std::make_unique<core::kv::DocumentService>(
       *impl->store, clock, auth_options.stage, limits, &impl->events);
+  impl->polls = std::make_unique<core::poll::PollService>(
+      *impl->store, clock, auth_options.stage, core::poll::PollLimits{}, &impl->events);
+  impl->trivia = std::make_unique<core::trivia::TriviaService>(
+      *impl->store, auth_options.stage, core::trivia::TriviaLimits{});
+  impl->rank = std::make_unique<core::rank::RankService>(*impl->store, clock, auth_options.stage,
+                                                         core::rank::RankLimits{});
+  impl->accumulate = std::make_unique<core::accumulate::AccumulateService>(
+      *impl->store, clock, auth_options.stage, core::accumulate::AccumulateLimits{});
+  impl->json_store = std::make_unique<core::jsonstore::JsonStoreService>(
+      *impl->store, clock, auth_options.stage, core::jsonstore::JsonStoreLimits{}, &impl->events);
 
   impl->services.auth = impl->auth.get();
   impl->services.documents = impl->documents.get();
+  impl->codes = std::make_unique<core::gamecode::CodeService>(*impl->store, clock,
+                                                              auth_options.stage, config.codes);
+  impl->codes->SetPollWinners(core::gamecode::PollWinnersFromVoteLog(*impl->polls));
+  impl->users = std::make_unique<core::users::UserDirectory>(*impl->store, auth_options.stage,
+                                                             config.user_ids);
+  impl->auth->SetVerifiedHook(
+      [users = impl->users.get()](const core::auth::Identity& who) { users->Record(who); });
+  impl->datastream = std::make_unique<core::datastream::DatastreamService>(
+      *impl->store, clock, auth_options.stage, config.datastream, &impl->events);
+  impl->services.codes = impl->codes.get();
+  impl->services.users = impl->users.get();
+  impl->services.datastream = impl->datastream.get();
+  impl->services.polls = impl->polls.get();
+  impl->services.trivia = impl->trivia.get();
   impl->services.events = &impl->events;
+  impl->services.rank = impl->rank.get();
+  impl->services.accumulate = impl->accumulate.get();
+  impl->services.json_store = impl->json_store.get();
   impl->services.clock = &clock;
   impl->services.max_json_depth = config.limits.max_depth;
   Impl* raw = impl.get();
@@ -176,6 +220,12 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   http::RegisterSessionRoutes(*impl->router);
   http::RegisterStateRoutes(*impl->router);
   http::RegisterConfigRoutes(*impl->router);
+  http::RegisterCodeRoutes(*impl->router);
+  http::RegisterUserRoutes(*impl->router);
+  http::RegisterDatastreamRoutes(*impl->router);
+  http::RegisterPollRoutes(*impl->router);
+  http::RegisterTriviaRoutes(*impl->router);
+  http::RegisterEngagementRoutes(*impl->router);
   impl->router->Freeze();
   AddStoreMetrics(*impl->router, *impl->store);
   return std::unique_ptr<App>(new App(std::move(impl)));

@@ -119,7 +119,8 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
     if (!it->value().is_object()) return Bad("limits must be an object");
     const json::object& l = it->value().get_object();
     static const char* kLimitKeys[] = {"state_bytes", "config_bytes", "json_depth",
-                                       "batch_ids",   "body_bytes",   "header_bytes"};
+                                       "batch_ids",   "body_bytes",   "header_bytes",
+                                       "codes_per_set", "user_ids_page", "datastream_events"};
     for (const auto& kv : l) {
       bool known = false;
       for (const char* k : kLimitKeys) known = known || kv.key() == k;
@@ -132,6 +133,13 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
     if (auto r = ReadNumber(l, "batch_ids", lim.max_batch_ids, 1'000'000); !r) return r;
     if (auto r = ReadNumber(l, "body_bytes", config.max_body_bytes, kMaxBytes); !r) return r;
     if (auto r = ReadNumber(l, "header_bytes", config.max_header_bytes, 1 << 20); !r) return r;
+    if (auto r = ReadNumber(l, "codes_per_set", config.codes.max_codes_per_set, 999'999); !r) {
+      return r;
+    }
+    if (auto r = ReadNumber(l, "user_ids_page", config.user_ids.page_size, 1000); !r) return r;
+    if (auto r = ReadNumber(l, "datastream_events", config.datastream.max_events, 100'000); !r) {
+      return r;
+    }
   }
   return {};
 }

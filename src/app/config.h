@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "core/datastream/datastream_service.h"
+#include "core/gamecode/code_service.h"
 #include "core/kv/document_service.h"
+#include "core/users/user_directory.h"
 #include "core/result.h"
 
 namespace medkit::app {
@@ -33,6 +36,9 @@ struct AppConfig {
   std::vector<ExtensionConfig> extensions;
   std::string signing_key_b64;  // the server's own token key; generated when empty
   core::kv::DocLimits limits;
+  core::gamecode::CodeLimits codes;          // limits.codes_per_set
+  core::users::UserDirectoryOptions user_ids;  // limits.user_ids_page
+  core::datastream::DatastreamLimits datastream;  // limits.datastream_events
   size_t max_body_bytes = 1024 * 1024;
   size_t max_header_bytes = 16 * 1024;
   int64_t sandbox_token_ttl_seconds = 7 * 86400;

@@ -28,6 +28,30 @@ class DocumentService;
 namespace events {
 class EventBus;
 }
+namespace gamecode {
+class CodeService;
+}
+namespace users {
+class UserDirectory;
+}
+namespace datastream {
+class DatastreamService;
+}
+namespace poll {
+class PollService;
+}
+namespace trivia {
+class TriviaService;
+}
+namespace rank {
+class RankService;
+}
+namespace accumulate {
+class AccumulateService;
+}
+namespace jsonstore {
+class JsonStoreService;
+}
 }  // namespace medkit::core
 
 namespace medkit::http {
@@ -37,6 +61,14 @@ struct Services {
   core::auth::Authenticator* auth = nullptr;
   core::kv::DocumentService* documents = nullptr;
   core::events::EventBus* events = nullptr;
+  core::gamecode::CodeService* codes = nullptr;
+  core::users::UserDirectory* users = nullptr;
+  core::datastream::DatastreamService* datastream = nullptr;
+  core::poll::PollService* polls = nullptr;
+  core::trivia::TriviaService* trivia = nullptr;
+  core::rank::RankService* rank = nullptr;
+  core::accumulate::AccumulateService* accumulate = nullptr;
+  core::jsonstore::JsonStoreService* json_store = nullptr;
   const core::Clock* clock = nullptr;
   size_t max_json_depth = 64;
   std::function<bool()> ready;  // /healthz: false while shutting down

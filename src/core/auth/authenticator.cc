@@ -122,6 +122,7 @@ Result<Identity> Authenticator::Authenticate(std::string_view authorization) con
   if (!identity) return identity;
   if (cache.entries.size() >= kTokenCacheCapacity) cache.entries.clear();
   cache.entries.emplace(std::string(header), *identity);
+  if (on_verified_) on_verified_(*identity);
   return identity;
 }
 

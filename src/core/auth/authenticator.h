@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,12 @@ class Authenticator {
   // Signs the claims of request with key (raw bytes).
   std::string Mint(const MintRequest& request, std::string_view key) const;
 
+  // Called with the identity of each newly verified token (a miss of the per-thread cache), on
+  // the request's thread, after verification succeeded; it must be quick and thread-safe (the
+  // user_ids directory records user ids through it). Set once before serving.
+  using VerifiedHook = std::function<void(const Identity&)>;
+  void SetVerifiedHook(VerifiedHook hook) { on_verified_ = std::move(hook); }
+
   Stage stage() const { return options_.stage; }
   const ExtensionRegistry& registry() const { return registry_; }
   const Clock& clock() const { return clock_; }
@@ -75,6 +82,7 @@ class Authenticator {
   const ExtensionRegistry& registry_;
   const Clock& clock_;
   uint64_t instance_id_;  // keys the per-thread token cache
+  VerifiedHook on_verified_;
 };
 
 }  // namespace medkit::core::auth

@@ -9,6 +9,13 @@ void RegisterOpsRoutes(Router& router);      // /healthz, /metrics
 void RegisterSessionRoutes(Router& router);  // authtoken, user_info
 void RegisterStateRoutes(Router& router);    // *_state, all_state
 void RegisterConfigRoutes(Router& router);   // config, config/channel, config/extension
+void RegisterPollRoutes(Router& router);     // vote, vote_logs, vote_config, vote_modifier
+void RegisterTriviaRoutes(Router& router);   // curated_poll*, team_membership
+void RegisterEngagementRoutes(Router& router);  // json_store, accumulate, rank
+
+void RegisterCodeRoutes(Router& router);        // codes, codes/*
+void RegisterUserRoutes(Router& router);        // user_ids
+void RegisterDatastreamRoutes(Router& router);  // datastream
 
 inline constexpr const char* kApiPrefix = "/v1/e/";
 

@@ -1,0 +1,95 @@
+// Micro-benchmarks of the poll path without HTTP, on RocksDB and on the memory store:
+//   PollVote       one vote from each of 100,000 distinct viewers on one poll (then re-votes)
+//   PollStatsRead  GET vote statistics of that poll (O(1) in voters: one MultiGet of 35 keys)
+//   build/release/bench/medkit_bench --benchmark_filter=Poll
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/poll/poll_service.h"
+#include "storage/memory_store.h"
+#include "storage/rocksdb_store.h"
+
+namespace medkit {
+namespace {
+
+using core::auth::Identity;
+
+constexpr int kViewers = 100'000;
+
+struct PollFixture {
+  core::SystemClock clock;
+  std::filesystem::path dir;
+  std::unique_ptr<storage::Store> store;
+  std::unique_ptr<core::poll::PollService> polls;
+  std::vector<Identity> viewers;
+
+  explicit PollFixture(bool rocks) {
+    if (rocks) {
+      dir = std::filesystem::temp_directory_path() /
+            ("medkit-poll-bench-" + std::to_string(std::random_device{}()));
+      storage::RocksDbOptions options;
+      options.path = dir.string();
+      store = std::move(*storage::RocksDbStore::Open(options, clock));
+    } else {
+      store = std::make_unique<storage::MemoryStore>(clock);
+    }
+    polls = std::make_unique<core::poll::PollService>(*store, clock, core::auth::Stage::kSandbox,
+                                                      core::poll::PollLimits{});
+    viewers.reserve(kViewers);
+    for (int i = 0; i < kViewers; ++i) {
+      Identity id;
+      id.client_id = "benchext";
+      id.role = core::auth::Role::kViewer;
+      id.channel_id = "777";
+      id.user_id = "viewer" + std::to_string(i);
+      id.opaque_user_id = "U" + id.user_id;
+      viewers.push_back(std::move(id));
+    }
+  }
+  ~PollFixture() {
+    polls.reset();
+    store.reset();
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+};
+
+// Iteration i votes as viewer i % 100,000: the first 100k iterations are first votes, later
+// ones re-votes (a replaced vote moves one unit between values).
+void BM_PollVote(benchmark::State& state) {
+  PollFixture f(state.range(0) == 1);
+  size_t i = 0;
+  for (auto _ : state) {
+    const Identity& who = f.viewers[i % kViewers];
+    auto r = f.polls->Vote(who, "bench", static_cast<int64_t>(i % 32), 1);
+    if (!r) state.SkipWithError(r.error().message.c_str());
+    benchmark::DoNotOptimize(r);
+    ++i;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetLabel(state.range(0) == 1 ? "rocksdb" : "memory");
+}
+BENCHMARK(BM_PollVote)->Arg(0)->Arg(1)->Iterations(200'000)->Unit(benchmark::kMicrosecond);
+
+// Statistics of a poll that 100,000 viewers voted on.
+void BM_PollStatsRead(benchmark::State& state) {
+  PollFixture f(state.range(0) == 1);
+  for (int i = 0; i < kViewers; ++i) {
+    (void)f.polls->Vote(f.viewers[static_cast<size_t>(i)], "bench", i % 40 - 4, 1);
+  }
+  for (auto _ : state) {
+    auto r = f.polls->Get(f.viewers[7], "bench");
+    if (!r || r->stats.count != kViewers) state.SkipWithError("wrong statistics");
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetLabel(state.range(0) == 1 ? "rocksdb" : "memory");
+}
+BENCHMARK(BM_PollStatsRead)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace medkit
