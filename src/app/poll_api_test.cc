@@ -193,9 +193,13 @@ TEST_F(PollApiTest, VoteRefusalsLeaveTheDataUnchanged) {
 }
 
 TEST_F(PollApiTest, EveryRoleMayVoteAndRead) {
-  const std::string tokens[] = {Token("viewer"), Token("moderator", "chan1", "mod1"), Token("broadcaster", "chan1", "chan1"),
-                                Token("admin", "chan1", "admin9"), Token("admin", "chan1", "admin1"),
-                                Token("backend", "chan1", "svc"), Token("external", "chan1", "ext")};
+  const std::string tokens[] = {Token("viewer"),
+                                Token("moderator", "chan1", "mod1"),
+                                Token("broadcaster", "chan1", "chan1"),
+                                Token("admin", "chan1", "admin9"),
+                                Token("admin", "chan1", "admin1"),
+                                Token("backend", "chan1", "svc"),
+                                Token("external", "chan1", "ext")};
   int64_t n = 0;
   for (const auto& token : tokens) {
     json::value r = VoteOk(token, R"({"value":1})");
@@ -207,7 +211,9 @@ TEST_F(PollApiTest, EveryRoleMayVoteAndRead) {
 TEST_F(PollApiTest, PrivilegedEndpointsRefuseOtherRoles) {
   VoteOk(Viewer("a"), R"({"value":2})");
   ASSERT_EQ(Call("POST", "/v1/e/vote_config", Token("backend"),
-                 R"({"id":"p","config":{"prompt":"kept"}})").status, 200);
+                 R"({"id":"p","config":{"prompt":"kept"}})")
+                .status,
+            200);
   const json::value stats = Stats();
   const json::value config = Body(Call("GET", "/v1/e/vote_config?id=p", Viewer("a")));
   const json::value logs = Logs();
@@ -232,8 +238,8 @@ TEST_F(PollApiTest, PrivilegedEndpointsRefuseOtherRoles) {
   EXPECT_EQ(Body(Call("GET", "/v1/e/vote_config?id=p", Viewer("a"))), config);
   EXPECT_EQ(Logs(), logs);
   // Broadcaster, any admin and backend manage the poll.
-  for (const auto& token : {Token("broadcaster", "chan1", "chan1"), Token("admin", "chan1", "admin9"),
-                            Token("backend")}) {
+  for (const auto& token : {Token("broadcaster", "chan1", "chan1"),
+                            Token("admin", "chan1", "admin9"), Token("backend")}) {
     EXPECT_EQ(Call("POST", "/v1/e/vote_modifier?id=p", token, R"({"user":"a","add":0})").status,
               200);
     EXPECT_EQ(Call("POST", "/v1/e/vote_config", token, R"({"id":"p","config":{}})").status, 200);
@@ -244,8 +250,10 @@ TEST_F(PollApiTest, PrivilegedEndpointsRefuseOtherRoles) {
 TEST_F(PollApiTest, DeleteClearsVotesAndConfigButNotLogs) {
   VoteOk(Viewer("a"), R"({"value":2})");
   VoteOk(Viewer("b"), R"({"value":3})");
-  ASSERT_EQ(Call("POST", "/v1/e/vote_config", Token("backend"),
-                 R"({"id":"p","config":{"prompt":"x"}})").status, 200);
+  ASSERT_EQ(
+      Call("POST", "/v1/e/vote_config", Token("backend"), R"({"id":"p","config":{"prompt":"x"}})")
+          .status,
+      200);
   Response r = Call("DELETE", "/v1/e/vote?id=p", Token("broadcaster", "chan1", "chan1"));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(Body(r), json::parse("{}"));
@@ -269,14 +277,15 @@ TEST_F(PollApiTest, VoteConfigRoundTripAndLimits) {
   const int64_t now_s = clock_.NowSeconds();
   std::string body = R"({"id":"p","config":{"userIDVoting":true,"distinctOptionsPerUser":2,
       "totalVotesPerUser":3,"votesPerOption":2,"prompt":"Best?","options":["a","b"],
-      "userData":{"k":[1,2]},"startsAt":)" + std::to_string(now_s + 10) + R"(,"endsAt":)" +
-                     std::to_string(now_s + 20) + "}}";
+      "userData":{"k":[1,2]},"startsAt":)" +
+                     std::to_string(now_s + 10) + R"(,"endsAt":)" + std::to_string(now_s + 20) +
+                     "}}";
   ASSERT_EQ(Call("POST", "/v1/e/vote_config", backend, body).status, 200);
   json::value expected = json::parse(R"({"userIDVoting":true,"distinctOptionsPerUser":2,
       "totalVotesPerUser":3,"votesPerOption":2,"global":false,"disabled":false,"prompt":"Best?",
-      "options":["a","b"],"userData":{"k":[1,2]},"startsAt":)" + std::to_string(now_s + 10) +
-                                     R"(,"endsAt":)" + std::to_string(now_s + 20) +
-                                     R"(,"status":"pending"})");
+      "options":["a","b"],"userData":{"k":[1,2]},"startsAt":)" +
+                                     std::to_string(now_s + 10) + R"(,"endsAt":)" +
+                                     std::to_string(now_s + 20) + R"(,"status":"pending"})");
   EXPECT_EQ(Body(Call("GET", "/v1/e/vote_config?id=p", Viewer("a"))), expected);
   ExpectError(Call("POST", "/v1/e/vote?id=p", Viewer("a"), R"({"value":1})"), 400,
               "poll is closed");
@@ -308,15 +317,18 @@ TEST_F(PollApiTest, VoteConfigRoundTripAndLimits) {
   EXPECT_EQ(Call("POST", "/v1/e/vote_config?id=q", backend, R"({"config":{"prompt":"Q"}})").status,
             200);
   EXPECT_EQ(Body(Call("GET", "/v1/e/vote_config?id=q", Viewer("a"))).at("prompt"), "Q");
-  EXPECT_EQ(Call("POST", "/v1/e/vote_config", backend,
-                 R"({"id":"global-q","config":{"global":true}})").status, 200);
+  EXPECT_EQ(
+      Call("POST", "/v1/e/vote_config", backend, R"({"id":"global-q","config":{"global":true}})")
+          .status,
+      200);
 }
 
 TEST_F(PollApiTest, VoteModifierReweightsAUser) {
   VoteOk(Viewer("a"), R"({"value":4})");
   VoteOk(Viewer("b"), R"({"value":1})");
-  ASSERT_EQ(Call("POST", "/v1/e/vote_modifier?id=p", Token("backend"), R"({"user":"a","add":2})")
-                .status, 200);
+  ASSERT_EQ(
+      Call("POST", "/v1/e/vote_modifier?id=p", Token("backend"), R"({"user":"a","add":2})").status,
+      200);
   json::value s = Stats();
   EXPECT_EQ(s.at("count"), 4);
   EXPECT_EQ(s.at("sum"), 13);

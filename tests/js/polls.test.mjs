@@ -141,7 +141,7 @@ describe('64 connections, 10,000 viewers on one poll', () => {
   after(async () => { await srv?.stop(); srv?.cleanup(); });
 
   test('statistics equal what each viewer last sent', async () => {
-    const VIEWERS = 10000, WORKERS = 64, REVOTES = 5000;
+    const VIEWERS = 10000, WORKERS = 64, REVOTES = 3200;
     const ids = Array.from({length: VIEWERS}, (_, i) => `lv${i}`);
     const tokens = await viewerTokens(srv, '500', ids);
     const last = new Array(VIEWERS);
@@ -238,14 +238,20 @@ describe('kill -9 under load', () => {
                   (seen.length === v.acked.length + 1 && seen.at(-1) === v.pending),
                   `viewer ${i}: in-flight vote either landed or not`);
       }
-      // The viewer's own record agrees with the log.
-      const own = await srv.request('GET', 'vote?id=crash', {token: tokens[i]});
-      assert.equal(own.status, 200);
-      assert.equal(own.json.vote, seen.length ? seen.at(-1) : undefined, `viewer ${i} record`);
       if (seen.length) current.push({value: seen.at(-1), count: 1});
+      v.current = seen.length ? seen.at(-1) : undefined;
     }
+    // Each viewer's own record (GET vote with their token) agrees with the log.
+    await Promise.all(Array.from({length: WORKERS}, async (_, w) => {
+      for (let i = w; i < VIEWERS; i += WORKERS) {
+        const own = await srv.request('GET', 'vote?id=crash', {token: tokens[i]});
+        assert.equal(own.status, 200);
+        assert.equal(own.json.vote, viewers[i].current, `viewer ${i} record`);
+      }
+    }));
     const stats = await srv.request('GET', 'vote?id=crash', {token: backend});
     assertStats(stats.json, expectedStats(current), 'stats after restart');
-    assert.ok(acks >= 6000 && inFlight >= 0);
+    assert.ok(acks >= 6000);
+    assert.ok(inFlight <= WORKERS);
   });
 });

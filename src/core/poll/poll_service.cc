@@ -193,8 +193,8 @@ double PollStats::StdDev() const {
   const __int128 n = count;
   const __int128 num = n * sum_squares - static_cast<__int128>(sum) * sum;
   if (num <= 0) return 0.0;
-  const long double var =
-      static_cast<long double>(num) / (static_cast<long double>(n) * static_cast<long double>(n - 1));
+  const long double var = static_cast<long double>(num) /
+                          (static_cast<long double>(n) * static_cast<long double>(n - 1));
   return static_cast<double>(std::sqrt(var));
 }
 
@@ -286,15 +286,14 @@ Result<PollConfig> ParsePollConfig(const json::value& value, const PollConfig& b
   };
   constexpr int64_t kTimeMax = 1LL << 40;
   int64_t starts_in = 0, ends_in = 0;
-  for (auto ok : {boolean("userIDVoting", c.user_id_voting), boolean("global", c.global),
-                  boolean("disabled", c.disabled),
-                  integer("distinctOptionsPerUser", 1, 258, c.distinct_options_per_user),
-                  integer("totalVotesPerUser", 1, 1024, c.total_votes_per_user),
-                  integer("votesPerOption", 1, 1024, c.votes_per_option),
-                  integer("startsAt", 0, kTimeMax, c.starts_at),
-                  integer("endsAt", -1, kTimeMax, c.ends_at),
-                  integer("startsIn", 0, kTimeMax, starts_in),
-                  integer("endsIn", 0, kTimeMax, ends_in)}) {
+  for (auto ok :
+       {boolean("userIDVoting", c.user_id_voting), boolean("global", c.global),
+        boolean("disabled", c.disabled),
+        integer("distinctOptionsPerUser", 1, 258, c.distinct_options_per_user),
+        integer("totalVotesPerUser", 1, 1024, c.total_votes_per_user),
+        integer("votesPerOption", 1, 1024, c.votes_per_option),
+        integer("startsAt", 0, kTimeMax, c.starts_at), integer("endsAt", -1, kTimeMax, c.ends_at),
+        integer("startsIn", 0, kTimeMax, starts_in), integer("endsIn", 0, kTimeMax, ends_in)}) {
     if (!ok) return std::move(ok).error();
   }
   if (auto it = o.find("prompt"); it != o.end()) {
@@ -528,8 +527,9 @@ void PollService::Cleanup(const Keys& keys) {
     return;
   }
   const std::string record_prefix = keys.RecordPrefix();
-  std::string start = text.substr(bar + 1).empty() ? std::string()
-                                                   : record_prefix + std::string(text.substr(bar + 1));
+  std::string start = text.substr(bar + 1).empty()
+                          ? std::string()
+                          : record_prefix + std::string(text.substr(bar + 1));
   auto page = store_.Scan(record_prefix, start, limits_.cleanup_batch);
   if (!page) return;
   storage::WriteBatch batch;
@@ -543,8 +543,8 @@ void PollService::Cleanup(const Keys& keys) {
   if (page->size() < limits_.cleanup_batch) {
     batch.Delete(keys.gc);
   } else {
-    batch.Put(keys.gc, std::to_string(target) + "|" +
-                           page->back().key.substr(record_prefix.size()));
+    batch.Put(keys.gc,
+              std::to_string(target) + "|" + page->back().key.substr(record_prefix.size()));
   }
   (void)store_.Apply(batch);
 }
@@ -590,7 +590,8 @@ Result<VoteView> PollService::VoteAs(const PollRef& ref, std::string_view viewer
       next.units.clear();  // one vote per viewer: the new one replaces the old
       next.units[value] = count;
     } else {
-      if (count > config.total_votes_per_user) return MakeError(Errc::kInvalidArgument, "Count out of bounds");
+      if (count > config.total_votes_per_user)
+        return MakeError(Errc::kInvalidArgument, "Count out of bounds");
       next.units[value] += count;
       if (next.TotalUnits() > config.total_votes_per_user) {
         return Unacceptable("totalVotesPerUser reached");
@@ -648,8 +649,8 @@ Result<void> PollService::AddModifierTo(const PollRef& ref, std::string_view use
     Record next = state->record;
     next.adds += add;
     if (next.adds < -limits_.max_modifier_weight || next.adds + 1 > limits_.max_modifier_weight) {
-      return InvalidBody(fmt::format("a user's weight must stay within 0..{}",
-                                     limits_.max_modifier_weight));
+      return InvalidBody(
+          fmt::format("a user's weight must stay within 0..{}", limits_.max_modifier_weight));
     }
     storage::WriteBatch batch;
     const uint64_t gen = BeginWrite(keys, *state, batch);
@@ -791,8 +792,7 @@ Result<void> PollService::Delete(const Identity& who, std::string_view poll_id) 
   return DeletePoll(*ref);
 }
 
-Result<std::vector<VoteLogEntry>> PollService::Logs(const Identity& who,
-                                                    std::string_view poll_id) {
+Result<std::vector<VoteLogEntry>> PollService::Logs(const Identity& who, std::string_view poll_id) {
   if (who.role != Role::kBackend && !who.validated_admin) return Refused();
   auto ref = Resolve(who, poll_id);
   if (!ref) return std::move(ref).error();

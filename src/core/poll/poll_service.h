@@ -126,7 +126,7 @@ struct PollSnapshot {
 
 // Rendering helpers shared by the REST routes and the event payloads.
 std::string StatsJsonFields(const PollStats& stats);  // "stddev":..,"mean":..,...,"count":..
-std::string VoteViewJson(const VoteView& view);        // flat GET/POST vote response
+std::string VoteViewJson(const VoteView& view);       // flat GET/POST vote response
 std::string PollConfigJson(const PollConfig& config, int64_t now_s);
 // Parses a VoteConfiguration / PollConfiguration object onto base (fields not present keep
 // base's value). Accepts endsAt -1 (now) and startsIn/endsIn (relative, used when the absolute
@@ -174,9 +174,8 @@ class PollService {
   Result<PollSnapshot> ReadPoll(const PollRef& ref);
   Result<void> DeletePoll(const PollRef& ref);
   // Votes as viewer_key (opaque_id, has_user_id only matter for logs and userIDVoting).
-  Result<VoteView> VoteAs(const PollRef& ref, std::string_view viewer_key,
-                          std::string_view user_id, std::string_view opaque_id, int64_t value,
-                          int64_t count);
+  Result<VoteView> VoteAs(const PollRef& ref, std::string_view viewer_key, std::string_view user_id,
+                          std::string_view opaque_id, int64_t value, int64_t count);
   Result<void> AddModifierTo(const PollRef& ref, std::string_view user, int64_t add);
   Result<std::vector<VoteLogEntry>> ReadLogs(const PollRef& ref);
 

@@ -290,7 +290,8 @@ TEST_P(PollServiceTest, ModifiersWeightAUsersVotes) {
 
 TEST_P(PollServiceTest, MultiVoteRules) {
   ASSERT_TRUE(Configure("p", R"({"totalVotesPerUser":5,"distinctOptionsPerUser":2,
-                                 "votesPerOption":3})").has_value());
+                                 "votesPerOption":3})")
+                  .has_value());
   std::map<std::string, Holding> ref;
   VoteOk(Viewer("a"), 1);
   VoteOk(Viewer("a"), 1, 2);
@@ -398,7 +399,10 @@ TEST_P(PollServiceTest, PollIdRules) {
   VoteOk(Viewer("a"), 1, 1, "a-b_c$9");
   ExpectError(service_->Vote(Viewer("a"), std::string(65, 'a'), 1, 1), Errc::kInvalidArgument,
               "Invalid poll id");
-  for (std::string_view id : {"a.b", "a b", "a/b", "a\x1f" "b", "é"}) {
+  for (std::string_view id : {"a.b", "a b", "a/b",
+                              "a\x1f"
+                              "b",
+                              "é"}) {
     ExpectError(service_->Vote(Viewer("a"), id, 1, 1), Errc::kInvalidArgument, "Invalid poll id");
   }
 }
