@@ -16,9 +16,12 @@ VIEWERS=${VIEWERS:-100000}
 CLIENT=benchext
 work=$(mktemp -d)
 cleanup() {
-  kill "$(cat "$work/pid" 2>/dev/null)" 2>/dev/null || true
+  local pid
+  pid=$(cat "$work/pid" 2>/dev/null || true)
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  rm -rf "$work"
+  sleep 0.2
+  rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
 

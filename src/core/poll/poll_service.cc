@@ -7,6 +7,8 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <mutex>
+#include <unordered_map>
 #include <random>
 
 namespace medkit::core::poll {
@@ -381,12 +383,28 @@ struct PollService::State {
   bool gc = false;
 };
 
+struct PollService::CounterCache {
+  struct Entry {
+    std::array<int64_t, kCounterCount> values{};
+    std::array<uint64_t, kCounterCount> versions{};
+  };
+  static constexpr size_t kMaxEntries = 4096;
+  std::mutex mu;
+  std::unordered_map<std::string, Entry> entries;  // guarded by mu; key: counter prefix
+  // Bumped when the map is emptied: a load that started before must not insert (it could
+  // carry values older than a merge the clear forgot).
+  uint64_t generation = 0;  // guarded by mu
+};
+
 PollService::PollService(storage::Store& store, const Clock& clock, auth::Stage stage,
                          PollLimits limits, events::EventBus* events)
     : store_(store), clock_(clock), stage_(stage), limits_(limits), events_(events) {
   std::random_device rd;
   boot_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  counters_ = std::make_unique<CounterCache>();
 }
+
+PollService::~PollService() = default;
 
 std::string PollService::Prefix(const PollRef& ref) const {
   std::string p;
@@ -449,15 +467,67 @@ Result<PollService::State> PollService::Load(const Keys& keys, std::string_view 
   return s;
 }
 
+void PollService::MergeCounters(const std::string& prefix, const std::vector<size_t>& indices,
+                                const std::vector<int64_t>& values, uint64_t version) {
+  if (indices.size() != values.size()) return;  // cannot happen: one value per Add op
+  std::lock_guard lock(counters_->mu);
+  auto it = counters_->entries.find(prefix);
+  if (it == counters_->entries.end()) return;  // loaded on the next read
+  for (size_t j = 0; j < indices.size(); ++j) {
+    size_t i = indices[j];
+    if (version > it->second.versions[i]) {
+      it->second.values[i] = values[j];
+      it->second.versions[i] = version;
+    }
+  }
+}
+
 Result<PollStats> PollService::ReadStats(const Keys& keys, uint64_t gen) {
   PollStats stats;
   if (gen == 0) return stats;
-  auto entries = store_.MultiGet(keys.Counters(gen));
-  if (!entries) return std::move(entries).error();
+  const std::string prefix = keys.CounterPrefix(gen);
   std::array<int64_t, kCounterCount> v{};
-  for (size_t i = 0; i < kCounterCount; ++i) {
-    if (const auto& e = (*entries)[i]; e && !ParseI64(e->value, v[i])) {
-      return MakeError(Errc::kInternal, "corrupt poll counter");
+  bool cached = false;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard lock(counters_->mu);
+    auto it = counters_->entries.find(prefix);
+    if (it != counters_->entries.end()) {
+      v = it->second.values;
+      cached = true;
+    }
+    ticket = counters_->generation;
+  }
+  if (!cached) {
+    auto entries = store_.MultiGet(keys.Counters(gen));
+    if (!entries) return std::move(entries).error();
+    CounterCache::Entry loaded;
+    for (size_t i = 0; i < kCounterCount; ++i) {
+      if (const auto& e = (*entries)[i]) {
+        if (!ParseI64(e->value, loaded.values[i])) {
+          return MakeError(Errc::kInternal, "corrupt poll counter");
+        }
+        loaded.versions[i] = e->version;
+      }
+    }
+    v = loaded.values;
+    std::lock_guard lock(counters_->mu);
+    if (counters_->generation == ticket) {
+      if (counters_->entries.size() >= CounterCache::kMaxEntries) {
+        counters_->entries.clear();
+        ++counters_->generation;
+      } else {
+        auto [it, inserted] = counters_->entries.try_emplace(prefix, loaded);
+        if (!inserted) {  // a concurrent load got there first: keep the newer of each
+          for (size_t i = 0; i < kCounterCount; ++i) {
+            if (loaded.versions[i] > it->second.versions[i]) {
+              it->second.values[i] = loaded.values[i];
+              it->second.versions[i] = loaded.versions[i];
+            }
+          }
+        }
+        v = it->second.values;
+      }
     }
   }
   stats.count = v[0];
@@ -499,17 +569,27 @@ uint64_t PollService::BeginWrite(const Keys& keys, const State& state,
 
 namespace {
 
-void AddDeltas(storage::WriteBatch& batch, const std::vector<std::string>& counters,
-               const PollStats& now, const PollStats& before) {
+// Adds the counter deltas to batch (the batch's only Add ops); returns the counter indices in
+// the order of those ops, which is the order of ApplyResult::counters.
+std::vector<size_t> AddDeltas(storage::WriteBatch& batch, const std::vector<std::string>& counters,
+                              const PollStats& now, const PollStats& before) {
+  std::vector<size_t> indices;
   const int64_t d[3] = {now.count - before.count, now.sum - before.sum,
                         now.sum_squares - before.sum_squares};
   for (size_t i = 0; i < 3; ++i) {
-    if (d[i] != 0) batch.Add(counters[i], d[i]);
+    if (d[i] != 0) {
+      batch.Add(counters[i], d[i]);
+      indices.push_back(i);
+    }
   }
   for (size_t i = 0; i < static_cast<size_t>(kSpecificSize); ++i) {
     int64_t delta = now.specific[i] - before.specific[i];
-    if (delta != 0) batch.Add(counters[3 + i], delta);
+    if (delta != 0) {
+      batch.Add(counters[3 + i], delta);
+      indices.push_back(3 + i);
+    }
   }
+  return indices;
 }
 
 }  // namespace
@@ -610,7 +690,8 @@ Result<VoteView> PollService::VoteAs(const PollRef& ref, std::string_view viewer
     next.gen = gen;
     batch.ExpectVersion(record_key, state->record_version);
     batch.Put(record_key, SerializeRecord(next));
-    AddDeltas(batch, keys.Counters(gen), Contribution(next), Contribution(state->record));
+    const std::vector<size_t> touched =
+        AddDeltas(batch, keys.Counters(gen), Contribution(next), Contribution(state->record));
     batch.Put(keys.live, std::to_string(gen), now_ms + limits_.retention_ms);
 
     json::object log;
@@ -627,6 +708,7 @@ Result<VoteView> PollService::VoteAs(const PollRef& ref, std::string_view viewer
       if (applied.error().code == Errc::kConflict) continue;
       return std::move(applied).error();
     }
+    MergeCounters(keys.CounterPrefix(gen), touched, applied->counters, applied->version);
     auto stats = ReadStats(keys, gen);
     if (!stats) return std::move(stats).error();
     Publish(ref, *stats);
@@ -658,13 +740,14 @@ Result<void> PollService::AddModifierTo(const PollRef& ref, std::string_view use
     const PollStats before = Contribution(state->record), after = Contribution(next);
     batch.ExpectVersion(record_key, state->record_version);
     batch.Put(record_key, SerializeRecord(next));
-    AddDeltas(batch, keys.Counters(gen), after, before);
+    const std::vector<size_t> touched = AddDeltas(batch, keys.Counters(gen), after, before);
     batch.Put(keys.live, std::to_string(gen), clock_.NowMs() + limits_.retention_ms);
     auto applied = store_.Apply(batch);
     if (!applied) {
       if (applied.error().code == Errc::kConflict) continue;
       return std::move(applied).error();
     }
+    MergeCounters(keys.CounterPrefix(gen), touched, applied->counters, applied->version);
     if (!(after == before)) {
       if (auto stats = ReadStats(keys, gen)) Publish(ref, *stats);
     }

@@ -37,6 +37,7 @@
 #include <atomic>
 #include <boost/json/value.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -145,6 +146,7 @@ class PollService {
   // events may be null (nothing published).
   PollService(storage::Store& store, const Clock& clock, auth::Stage stage, PollLimits limits,
               events::EventBus* events = nullptr);
+  ~PollService();
 
   // ---- REST surface: role checks and scope from the caller's identity. ----
   // GET vote: any role; an unknown poll reads as zero statistics.
@@ -194,6 +196,14 @@ class PollService {
   Result<void> WriteConfig(const PollRef& ref, const PollConfig& config, bool reset);
   void Cleanup(const Keys& keys);
   void Publish(const PollRef& ref, const PollStats& stats) const;
+  // The counter cache: the 35 counters of recently used poll generations, kept exact by
+  // merging (per counter, highest store version wins) what reads load and what each vote's
+  // atomic Add returns, so a vote or a stats read needs no counter reads from the store. Valid
+  // while this process is the store's only writer (the embedded stores). One mutex guards the
+  // map; it is held for a copy or a 35-element merge only.
+  struct CounterCache;
+  void MergeCounters(const std::string& prefix, const std::vector<size_t>& indices,
+                     const std::vector<int64_t>& values, uint64_t version);
 
   storage::Store& store_;
   const Clock& clock_;
@@ -202,6 +212,7 @@ class PollService {
   events::EventBus* events_;  // may be null
   uint64_t boot_id_;          // log-key uniqueness across restarts
   std::atomic<uint64_t> log_seq_{0};
+  std::unique_ptr<CounterCache> counters_;
 };
 
 }  // namespace medkit::core::poll
