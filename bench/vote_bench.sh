@@ -63,12 +63,14 @@ run() {  # name method path token_file body_kind depth pool
 redis_run() {  # depth
   local rport out rps
   rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$work/redis-$1"
   taskset -c 0 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly yes \
-    --appendfsync everysec --dir "$work" --daemonize yes --pidfile "$work/redis.pid" \
-    --logfile "$work/redis.log" >/dev/null
+    --appendfsync everysec --dir "$work/redis-$1" --daemonize yes --pidfile "$work/redis.pid" \
+    --logfile "$work/redis-$1/redis.log" >/dev/null
   for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
   out=$(taskset -c 1 redis-benchmark -p "$rport" -c "$CONNECTIONS" -P "$1" -n $((2000000 * $1 / 16 + 200000)) \
-    -r "$VIEWERS" -q HINCRBY poll:bench __rand_int__ 1 2>&1 | tr '\r' '\n' | grep -E 'requests per second' | tail -1)
+    -r "$VIEWERS" -q HINCRBY poll:bench __rand_int__ 1 2>&1 | tr '\r' '\n' |
+    grep -E 'requests per second' | tail -1 || true)
   rps=$(echo "$out" | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p')
   local p50
   p50=$(echo "$out" | sed -n 's/.*p50=\([0-9.]*\) msec.*/\1/p')
