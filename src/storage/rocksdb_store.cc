@@ -267,13 +267,26 @@ class RocksDbStore::Impl {
     std::vector<rocksdb::Slice> slices;
     slices.reserve(keys.size());
     for (std::string_view key : keys) slices.push_back(ToSlice(key));
-    // Plain puts and deletes need no current values: skip the read.
-    bool needs_read = !batch.expectations().empty();
-    for (const WriteBatch::Op& op : batch.ops()) needs_read |= op.kind == WriteBatch::Kind::kAdd;
-    Result<std::vector<std::optional<Entry>>> read = std::vector<std::optional<Entry>>(keys.size());
-    if (needs_read) read = ReadMany(slices, /*sorted=*/true, now_ms);
-    if (!read) return std::move(read).error();
-    std::vector<std::optional<Entry>>& states = *read;
+    // Only keys with an expectation or a counter Add need their current value; plain puts and
+    // deletes are written blind.
+    std::vector<bool> needed(keys.size(), false);
+    for (const WriteBatch::Expectation& e : batch.expectations()) needed[index_of(e.key)] = true;
+    for (const WriteBatch::Op& op : batch.ops()) {
+      if (op.kind == WriteBatch::Kind::kAdd) needed[index_of(op.key)] = true;
+    }
+    std::vector<rocksdb::Slice> to_read;
+    std::vector<size_t> read_index;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (!needed[i]) continue;
+      to_read.push_back(slices[i]);
+      read_index.push_back(i);
+    }
+    std::vector<std::optional<Entry>> states(keys.size());
+    if (!to_read.empty()) {
+      auto read = ReadMany(to_read, /*sorted=*/true, now_ms);
+      if (!read) return std::move(read).error();
+      for (size_t j = 0; j < read_index.size(); ++j) states[read_index[j]] = std::move((*read)[j]);
+    }
 
     for (const WriteBatch::Expectation& expectation : batch.expectations()) {
       const std::optional<Entry>& current = states[index_of(expectation.key)];
