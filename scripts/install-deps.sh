@@ -9,7 +9,7 @@ what=${1:-build}
 
 pkgs=(g++ cmake ninja-build ccache pkg-config
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-      librocksdb-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev
+      librocksdb-dev libssl-dev zlib1g-dev libspdlog-dev libfmt-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev)
 case "$what" in
   test) command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm) ;;

@@ -14,6 +14,8 @@
 #include "core/auth/authenticator.h"
 #include "core/auth/extension_registry.h"
 #include "core/auth/jwt.h"
+#include "core/broadcast/messaging_service.h"
+#include "core/broadcast/viewer_fanout.h"
 #include "core/kv/document_service.h"
 #include "core/datastream/datastream_service.h"
 #include "core/gamecode/code_service.h"
@@ -52,6 +54,8 @@ struct App::Impl {
   std::unique_ptr<core::rank::RankService> rank;
   std::unique_ptr<core::accumulate::AccumulateService> accumulate;
   std::unique_ptr<core::jsonstore::JsonStoreService> json_store;
+  std::unique_ptr<core::broadcast::ViewerFanout> fanout;
+  std::unique_ptr<core::broadcast::MessagingService> messaging;
   http::Services services;
   std::unique_ptr<http::Router> router;
   std::unique_ptr<http::Server> server;
@@ -185,6 +189,16 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   impl->json_store = std::make_unique<core::jsonstore::JsonStoreService>(
       *impl->store, clock, auth_options.stage, core::jsonstore::JsonStoreLimits{}, &impl->events);
 
+  core::broadcast::FanoutOptions fanout_options;
+  fanout_options.stage = auth_options.stage;
+  fanout_options.vote_update_interval_ms = config.messaging.vote_update_interval_ms;
+  impl->fanout = std::make_unique<core::broadcast::ViewerFanout>(&impl->events, clock,
+                                                                 fanout_options);
+  impl->messaging = std::make_unique<core::broadcast::MessagingService>(
+      *impl->fanout, clock, config.messaging.limits);
+  impl->services.messaging = impl->messaging.get();
+  impl->services.fanout = impl->fanout.get();
+
   impl->services.auth = impl->auth.get();
   impl->services.documents = impl->documents.get();
   impl->codes = std::make_unique<core::gamecode::CodeService>(*impl->store, clock,
@@ -226,6 +240,7 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   http::RegisterPollRoutes(*impl->router);
   http::RegisterTriviaRoutes(*impl->router);
   http::RegisterEngagementRoutes(*impl->router);
+  http::RegisterMessagingRoutes(*impl->router);
   impl->router->Freeze();
   AddStoreMetrics(*impl->router, *impl->store);
   return std::unique_ptr<App>(new App(std::move(impl)));

@@ -47,6 +47,49 @@ core::Result<void> ReadString(const json::object& o, std::string_view key, std::
   return {};
 }
 
+core::Result<void> ReadBool(const json::object& o, std::string_view key, bool& out) {
+  auto it = o.find(key);
+  if (it == o.end()) return {};
+  if (!it->value().is_bool()) return Bad(std::string(key) + " must be true or false");
+  out = it->value().get_bool();
+  return {};
+}
+
+core::Result<void> ReadMessaging(const json::value& v, MessagingConfig& m) {
+  if (!v.is_object()) return Bad("messaging must be an object");
+  const json::object& o = v.get_object();
+  static const char* kKeys[] = {"pusher",          "native_stream",   "vote_update_interval_ms",
+                                "rate_burst",      "rate_per_minute", "max_data_bytes",
+                                "socket_queue_bytes", "ping_seconds"};
+  for (const auto& kv : o) {
+    bool known = false;
+    for (const char* k : kKeys) known = known || kv.key() == k;
+    if (!known) return Bad("unknown messaging key \"" + std::string(kv.key()) + "\"");
+  }
+  if (o.contains("pusher")) {
+    bool pusher = false;
+    if (auto r = ReadBool(o, "pusher", pusher); !r) return r;
+    m.pusher = pusher ? 1 : 0;
+  }
+  if (auto r = ReadBool(o, "native_stream", m.native_stream); !r) return r;
+  if (auto r = ReadNumber(o, "vote_update_interval_ms", m.vote_update_interval_ms, 3'600'000);
+      !r) {
+    return r;
+  }
+  uint64_t burst = static_cast<uint64_t>(m.limits.per_caller.burst);
+  uint64_t per_minute = static_cast<uint64_t>(m.limits.per_caller.per_minute);
+  if (auto r = ReadNumber(o, "rate_burst", burst, 1'000'000); !r) return r;
+  if (auto r = ReadNumber(o, "rate_per_minute", per_minute, 60'000'000); !r) return r;
+  m.limits.per_caller.burst = static_cast<double>(burst);
+  m.limits.per_caller.per_minute = static_cast<double>(per_minute);
+  if (auto r = ReadNumber(o, "max_data_bytes", m.limits.max_data_bytes, kMaxBytes); !r) return r;
+  if (auto r = ReadNumber(o, "socket_queue_bytes", m.socket_queue_bytes, kMaxBytes); !r) return r;
+  if (auto r = ReadNumber(o, "ping_seconds", m.ping_seconds, 3600); !r) return r;
+  if (m.socket_queue_bytes < 64 * 1024) return Bad("messaging.socket_queue_bytes must be at least 65536");
+  if (m.ping_seconds < 1) return Bad("messaging.ping_seconds must be at least 1");
+  return {};
+}
+
 }  // namespace
 
 core::Result<void> LoadConfigFile(AppConfig& config) {
@@ -62,7 +105,8 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
 
   static const char* kKnown[] = {"extensions",      "signing_key", "limits", "state_ttl_seconds",
                                  "sandbox_token_ttl_seconds", "idle_timeout_seconds",
-                                 "sync_writes",     "stage", "document_cache_bytes"};
+                                 "sync_writes",     "stage", "document_cache_bytes",
+                                 "messaging"};
   for (const auto& kv : o) {
     bool known = false;
     for (const char* k : kKnown) known = known || kv.key() == k;
@@ -114,6 +158,9 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
   if (auto it = o.find("sync_writes"); it != o.end()) {
     if (!it->value().is_bool()) return Bad("sync_writes must be true or false");
     config.sync_writes = it->value().get_bool();
+  }
+  if (auto it = o.find("messaging"); it != o.end()) {
+    if (auto r = ReadMessaging(it->value(), config.messaging); !r) return r;
   }
   if (auto it = o.find("limits"); it != o.end()) {
     if (!it->value().is_object()) return Bad("limits must be an object");

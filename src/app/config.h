@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/broadcast/messaging_service.h"
 #include "core/datastream/datastream_service.h"
 #include "core/gamecode/code_service.h"
 #include "core/kv/document_service.h"
@@ -19,6 +20,18 @@ struct ExtensionConfig {
   std::string secret_b64;
   std::string owner_id;
   std::vector<std::string> admin_ids;
+};
+
+// Viewer messaging (docs/configuration.md, "messaging").
+struct MessagingConfig {
+  // The Pusher-protocol socket at /app/<key>; unset: on in the sandbox stage, off in
+  // production (its channels are public, as Pusher's are).
+  int pusher = -1;
+  bool native_stream = true;   // /v1/e/events: authenticated WebSocket and Server-Sent Events
+  int64_t vote_update_interval_ms = 5000;
+  core::broadcast::MessagingLimits limits;  // flood limit per caller, data size
+  size_t socket_queue_bytes = 1024 * 1024;  // a slower viewer socket is disconnected
+  int ping_seconds = 30;                    // WebSocket pings, SSE keep-alive comments
 };
 
 struct AppConfig {
@@ -45,6 +58,7 @@ struct AppConfig {
   int idle_timeout_seconds = 120;
   bool sync_writes = false;  // fsync every write (survives OS crash, much slower)
   size_t document_cache_bytes = 64 * 1024 * 1024;  // read cache of documents; 0 disables
+  MessagingConfig messaging;
 };
 
 // Reads the JSON config file named in config.config_file (if any) into config. Keys the file

@@ -17,6 +17,7 @@ enum class Errc {
   kNotFound,         // missing resource (404)
   kConflict,         // optimistic-concurrency conflict or state conflict (409)
   kTooLarge,         // request body over the transport limit (413)
+  kRateLimited,      // the caller is over its rate (429)
   kUnavailable,      // shutting down, store temporarily unavailable (503)
   kInternal,         // storage failure, invariant broken (500)
 };

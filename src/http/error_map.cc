@@ -19,6 +19,8 @@ int StatusFor(core::Errc code) {
       return 409;
     case core::Errc::kTooLarge:
       return 413;
+    case core::Errc::kRateLimited:
+      return 429;
     case core::Errc::kUnavailable:
       return 503;
     case core::Errc::kInternal:

@@ -52,6 +52,10 @@ class AccumulateService;
 namespace jsonstore {
 class JsonStoreService;
 }
+namespace broadcast {
+class MessagingService;
+class ViewerFanout;
+}
 }  // namespace medkit::core
 
 namespace medkit::http {
@@ -69,6 +73,8 @@ struct Services {
   core::rank::RankService* rank = nullptr;
   core::accumulate::AccumulateService* accumulate = nullptr;
   core::jsonstore::JsonStoreService* json_store = nullptr;
+  core::broadcast::MessagingService* messaging = nullptr;
+  core::broadcast::ViewerFanout* fanout = nullptr;
   const core::Clock* clock = nullptr;
   size_t max_json_depth = 64;
   std::function<bool()> ready;  // /healthz: false while shutting down

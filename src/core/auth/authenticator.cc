@@ -17,17 +17,38 @@ namespace {
 
 std::atomic<uint64_t> next_instance_id{1};
 
-constexpr size_t kTokenCacheCapacity = 8192;
-
+// Two generations: new entries go to `current`; when it holds half the capacity it becomes
+// `previous` (the old previous is dropped). A hit in `previous` moves the entry back to
+// `current`, so tokens in steady use are never evicted (an approximate LRU at O(1) per call).
 struct TokenCache {
   uint64_t owner = 0;
-  std::unordered_map<std::string, Identity> entries;
+  std::unordered_map<std::string, Identity> current, previous;
+
+  const Identity* Find(const std::string& key) {
+    if (auto it = current.find(key); it != current.end()) return &it->second;
+    auto old = previous.find(key);
+    if (old == previous.end()) return nullptr;
+    auto node = previous.extract(old);
+    return &current.insert(std::move(node)).position->second;
+  }
+  void Erase(const std::string& key) {
+    current.erase(key);
+    previous.erase(key);
+  }
+  void Insert(std::string key, const Identity& identity, size_t capacity) {
+    if (current.size() >= std::max<size_t>(1, capacity / 2)) {
+      previous = std::move(current);
+      current = {};
+    }
+    current.insert_or_assign(std::move(key), identity);
+  }
 };
 
 TokenCache& ThreadTokenCache(uint64_t owner) {
   thread_local TokenCache cache;
   if (cache.owner != owner) {
-    cache.entries.clear();
+    cache.current.clear();
+    cache.previous.clear();
     cache.owner = owner;
   }
   return cache;
@@ -95,12 +116,10 @@ Result<Identity> Authenticator::Authenticate(std::string_view authorization) con
   if (header.empty()) return Unauthenticated("missing Authorization header");
 
   TokenCache& cache = ThreadTokenCache(instance_id_);
-  auto hit = cache.entries.find(std::string(header));
-  if (hit != cache.entries.end()) {
-    if (clock_.NowSeconds() - options_.leeway_seconds <= hit->second.expires_at_s) {
-      return hit->second;
-    }
-    cache.entries.erase(hit);
+  std::string key(header);
+  if (const Identity* hit = cache.Find(key)) {
+    if (clock_.NowSeconds() - options_.leeway_seconds <= hit->expires_at_s) return *hit;
+    cache.Erase(key);
   }
 
   std::string_view rest = header;
@@ -120,8 +139,7 @@ Result<Identity> Authenticator::Authenticate(std::string_view authorization) con
 
   auto identity = Verify(client_id, token);
   if (!identity) return identity;
-  if (cache.entries.size() >= kTokenCacheCapacity) cache.entries.clear();
-  cache.entries.emplace(std::string(header), *identity);
+  cache.Insert(std::move(key), *identity, options_.token_cache_per_thread);
   if (on_verified_) on_verified_(*identity);
   return identity;
 }

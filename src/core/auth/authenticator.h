@@ -27,6 +27,10 @@ struct AuthOptions {
   std::string server_key;                         // raw bytes; signs the server's own tokens
   int64_t leeway_seconds = 60;                    // clock skew allowed on exp
   int64_t sandbox_token_ttl_seconds = 7 * 86400;  // authtoken tokens (MEDKit re-fetches at 25 min)
+  // Verified tokens remembered per thread (two generations of half this size each: a token
+  // used in the current or the previous generation skips the HMAC). A stream-sized audience
+  // (100,000+ viewers voting within seconds) must fit.
+  size_t token_cache_per_thread = 262'144;
 };
 
 // Body of POST authtoken (spec 5.1).

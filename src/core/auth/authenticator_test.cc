@@ -542,25 +542,38 @@ TEST_F(AuthenticatorTest, CacheIsPerAuthenticator) {
 }
 
 TEST_F(AuthenticatorTest, ManyDistinctTokensStillVerifyCorrectly) {
-  // More tokens than the per-thread cache holds (8192): every one still verifies, and an
-  // expired one is still refused afterwards.
-  Authenticator auth = Make(Stage::kProduction);
-  constexpr int kTokens = 9000;
-  std::string first;
-  for (int i = 0; i < kTokens; ++i) {
+  // More tokens than the per-thread cache holds (here 64): every one still verifies, an
+  // expired one is still refused afterwards, and tokens in steady use stay cached (the
+  // verified hook runs only on a cache miss).
+  AuthOptions options;
+  options.stage = Stage::kProduction;
+  options.server_key = kServerKey;
+  options.token_cache_per_thread = 64;
+  Authenticator auth(options, registry_, clock_);
+  int misses = 0;
+  auth.SetVerifiedHook([&misses](const Identity&) { ++misses; });
+  auto header_of = [](int i) {
     json::object claims = Claims("viewer", kNow + 10);
     claims["user_id"] = std::to_string(i);
-    std::string header = Header("ext1", SignHs256(claims, kExtSecret));
-    auto id = auth.Authenticate(header);
+    return Header("ext1", SignHs256(claims, kExtSecret));
+  };
+  const std::string hot = header_of(-1);
+  ASSERT_TRUE(auth.Authenticate(hot).has_value());
+  constexpr int kTokens = 500;
+  for (int i = 0; i < kTokens; ++i) {
+    auto id = auth.Authenticate(header_of(i));
     ASSERT_TRUE(id.has_value()) << i << ": " << ErrorText(id);
     ASSERT_EQ(id->user_id, std::to_string(i));
-    if (i == 0) first = header;
+    ASSERT_TRUE(auth.Authenticate(hot).has_value());  // used all along: never evicted
   }
-  auto again = auth.Authenticate(first);
+  EXPECT_EQ(misses, 1 + kTokens);
+  auto again = auth.Authenticate(header_of(0));  // long evicted: verified again
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->user_id, "0");
+  EXPECT_EQ(misses, 2 + kTokens);
   clock_.AdvanceMs(71 * 1000);
-  ExpectError(auth.Authenticate(first), Errc::kUnauthenticated, "token expired");
+  ExpectError(auth.Authenticate(header_of(0)), Errc::kUnauthenticated, "token expired");
+  ExpectError(auth.Authenticate(hot), Errc::kUnauthenticated, "token expired");
 }
 
 TEST_F(AuthenticatorTest, FarFutureExpiryAuthenticatesRepeatedly) {

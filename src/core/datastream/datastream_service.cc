@@ -69,7 +69,9 @@ Result<void> DatastreamService::Post(const auth::Identity& who, const json::valu
   if (n > limits_.max_events) batch.Delete(prefix + "e" + kSep + SeqText(n - limits_.max_events));
   if (auto put = store_.Apply(batch); !put) return std::move(put).error();
   if (events_ != nullptr) {
-    events_->Publish(events::Event{who.client_id, who.channel_id, "datastream", payload, now});
+    events::Event event{who.client_id, who.channel_id, "datastream", payload, now};
+    event.viewers = false;  // games only
+    events_->Publish(event);
   }
   return {};
 }

@@ -24,6 +24,9 @@ struct Event {
   std::string name;
   std::string payload_json;  // the event's data, serialized JSON
   int64_t at_ms = 0;
+  std::string target;   // viewer target: "" (broadcast) or "whisper-<opaque user id>"
+  bool viewers = true;  // delivered to viewers (ViewerFanout)
+  bool games = true;    // delivered to games (GameLink)
 };
 
 class EventBus {

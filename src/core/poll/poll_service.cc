@@ -1,6 +1,7 @@
 #include "core/poll/poll_service.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -19,9 +20,6 @@ using auth::Role;
 namespace {
 
 constexpr char kSep = '\x1f';
-// A vote conflicts only with a write of the same viewer or a generation change, so a retry
-// almost always succeeds; the bound only stops a pathological loop.
-constexpr int kMaxAttempts = 64;
 constexpr size_t kMaxUserBytes = 256;
 constexpr size_t kLogPage = 1000;
 
@@ -45,12 +43,6 @@ bool ParseU64(std::string_view s, uint64_t& out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-std::string FormatNumber(double d) {
-  if (!std::isfinite(d)) return "0";
-  if (d == std::floor(d) && std::fabs(d) < 9e15) return std::to_string(static_cast<int64_t>(d));
-  return fmt::format("{}", d);
-}
-
 Result<void> CheckText(std::string_view s, size_t max, const char* what) {
   if (s.empty()) return MakeError(Errc::kInvalidArgument, std::string(what) + " required");
   if (s.size() > max) return MakeError(Errc::kInvalidArgument, std::string(what) + " is too long");
@@ -62,12 +54,36 @@ Result<void> CheckText(std::string_view s, size_t max, const char* what) {
   return {};
 }
 
+}  // namespace
+
+namespace detail {
+
+// value -> units held, sorted by value; a small vector (one entry for a one-vote poll) instead
+// of a node-based map, since one of these is kept in memory per voter.
+class Units {
+ public:
+  using Item = std::pair<int64_t, int64_t>;
+  int64_t& operator[](int64_t value) {
+    auto it = std::lower_bound(items_.begin(), items_.end(), value,
+                               [](const Item& item, int64_t v) { return item.first < v; });
+    if (it == items_.end() || it->first != value) it = items_.insert(it, Item{value, 0});
+    return it->second;
+  }
+  void clear() { items_.clear(); }
+  size_t size() const { return items_.size(); }
+  std::vector<Item>::const_iterator begin() const { return items_.begin(); }
+  std::vector<Item>::const_iterator end() const { return items_.end(); }
+
+ private:
+  std::vector<Item> items_;
+};
+
 // One viewer's votes in one generation: "G|adds|last|value:units,value:units".
-struct Record {
+struct VoteRecord {
   uint64_t gen = 0;
   int64_t adds = 0;  // Σ vote_modifier add
   std::optional<int64_t> last;
-  std::map<int64_t, int64_t> units;  // value -> units held
+  Units units;
 
   int64_t Weight() const { return std::max<int64_t>(0, 1 + adds); }
   int64_t TotalUnits() const {
@@ -76,6 +92,12 @@ struct Record {
     return n;
   }
 };
+
+}  // namespace detail
+
+namespace {
+
+using Record = detail::VoteRecord;
 
 std::optional<Record> ParseRecord(std::string_view text) {
   Record r;
@@ -158,8 +180,6 @@ std::optional<int64_t> AsInt(const json::value& v) {
   return std::nullopt;
 }
 
-const char* const kCounterNames[3] = {"n", "s", "q"};
-constexpr size_t kCounterCount = 3 + kSpecificSize;
 
 }  // namespace
 
@@ -201,19 +221,24 @@ double PollStats::StdDev() const {
 }
 
 std::string StatsJsonFields(const PollStats& stats) {
-  std::string out;
-  out.reserve(160);
-  out += "\"stddev\":" + FormatNumber(stats.StdDev());
-  out += ",\"mean\":" + FormatNumber(stats.Mean());
-  out += ",\"sum\":" + std::to_string(stats.sum);
-  out += ",\"count\":" + std::to_string(stats.count);
-  out += ",\"specific\":[";
-  for (int i = 0; i < kSpecificSize; ++i) {
-    if (i) out.push_back(',');
-    out += std::to_string(stats.specific[static_cast<size_t>(i)]);
-  }
-  out += "]";
-  return out;
+  // Hot path (every vote response and vote_update): one buffer, no temporaries.
+  fmt::memory_buffer out;
+  auto number = [&out](double d) {
+    if (!std::isfinite(d)) {
+      out.push_back('0');
+    } else if (d == std::floor(d) && std::fabs(d) < 9e15) {
+      fmt::format_to(std::back_inserter(out), "{}", static_cast<int64_t>(d));
+    } else {
+      fmt::format_to(std::back_inserter(out), "{}", d);
+    }
+  };
+  fmt::format_to(std::back_inserter(out), "\"stddev\":");
+  number(stats.StdDev());
+  fmt::format_to(std::back_inserter(out), ",\"mean\":");
+  number(stats.Mean());
+  fmt::format_to(std::back_inserter(out), ",\"sum\":{},\"count\":{},\"specific\":[{}]", stats.sum,
+                 stats.count, fmt::join(stats.specific, ","));
+  return fmt::to_string(out);
 }
 
 std::string VoteViewJson(const VoteView& view) {
@@ -344,56 +369,52 @@ Result<PollConfig> ParsePollConfig(const json::value& value, const PollConfig& b
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keys and state
+// Keys and in-memory state
 
 struct PollService::Keys {
   PollRef ref;
-  std::string prefix, gen, live, cfg, gc;
+  std::string prefix, gen, cfg, stats, gc;
 
   Keys(PollRef r, std::string p) : ref(std::move(r)), prefix(std::move(p)) {
     gen = prefix + "gen";
-    live = prefix + "live";
     cfg = prefix + "cfg";
+    stats = prefix + "st";
     gc = prefix + "gc";
   }
   std::string RecordPrefix() const { return prefix + "v" + kSep; }
   std::string Record(std::string_view viewer) const { return RecordPrefix().append(viewer); }
   std::string LogPrefix() const { return prefix + "log" + kSep; }
-  std::string CounterPrefix(uint64_t g) const {
-    return prefix + "c" + kSep + std::to_string(g) + kSep;
-  }
-  // n, s, q, then specific 0..31.
-  std::vector<std::string> Counters(uint64_t g) const {
-    std::vector<std::string> keys;
-    keys.reserve(kCounterCount);
-    const std::string p = CounterPrefix(g);
-    for (const char* name : kCounterNames) keys.push_back(p + name);
-    for (int i = 0; i < kSpecificSize; ++i) keys.push_back(p + std::to_string(i));
-    return keys;
-  }
 };
 
-struct PollService::State {
-  uint64_t gen = 0;  // current generation (0: the poll never existed)
-  uint64_t gen_version = 0;
-  bool live = false;  // generation `gen` is live (not deleted, not idle past retention)
+// Everything about one poll except its viewer records: what `Load` reads back after a restart.
+struct PollService::Head {
+  uint64_t gen = 0;           // current generation (0: the poll never existed)
+  int64_t live_until_ms = 0;  // generation `gen` is live while now < live_until_ms
   std::optional<PollConfig> config;
-  Record record;  // the viewer's record in the live generation (empty otherwise)
-  uint64_t record_version = 0;
-  bool gc = false;
+  PollStats stats;  // running sums of generation `gen`
+  bool gc = false;  // records of older generations may remain in the store
+
+  bool LiveAt(int64_t now_ms) const { return gen > 0 && now_ms < live_until_ms; }
 };
 
-struct PollService::CounterCache {
-  struct Entry {
-    std::array<int64_t, kCounterCount> values{};
-    std::array<uint64_t, kCounterCount> versions{};
-  };
-  static constexpr size_t kMaxEntries = 4096;
+struct PollService::Hot {
   std::mutex mu;
-  std::unordered_map<std::string, Entry> entries;  // guarded by mu; key: counter prefix
-  // Bumped when the map is emptied: a load that started before must not insert (it could
-  // carry values older than a merge the clear forgot).
-  uint64_t generation = 0;  // guarded by mu
+  bool loaded = false;  // guarded by mu; head reflects the store
+  bool dead = false;    // guarded by mu; evicted from the table: look it up again
+  Head head;            // guarded by mu
+  // Records of generation head.gen (guarded by mu). When `complete`, every record of the
+  // generation is here (the generation began in this process and nothing was evicted), so a
+  // miss means "no record" without a store read.
+  std::unordered_map<std::string, Record> records;
+  bool complete = false;
+  std::atomic<uint64_t> last_use{0};
+};
+
+struct PollService::HotTable {
+  std::mutex mu;
+  std::unordered_map<std::string, std::shared_ptr<Hot>> polls;  // guarded by mu; key: prefix
+  std::atomic<uint64_t> tick{0};
+  std::atomic<int64_t> records{0};  // Σ records.size() over all polls
 };
 
 PollService::PollService(storage::Store& store, const Clock& clock, auth::Stage stage,
@@ -401,10 +422,14 @@ PollService::PollService(storage::Store& store, const Clock& clock, auth::Stage 
     : store_(store), clock_(clock), stage_(stage), limits_(limits), events_(events) {
   std::random_device rd;
   boot_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  counters_ = std::make_unique<CounterCache>();
+  table_ = std::make_unique<HotTable>();
 }
 
 PollService::~PollService() = default;
+
+size_t PollService::CachedRecords() const {
+  return static_cast<size_t>(std::max<int64_t>(0, table_->records.load()));
+}
 
 std::string PollService::Prefix(const PollRef& ref) const {
   std::string p;
@@ -430,180 +455,206 @@ Result<PollRef> PollService::Resolve(const Identity& who, std::string_view poll_
   return ref;
 }
 
-Result<PollService::State> PollService::Load(const Keys& keys, std::string_view viewer) {
-  std::vector<std::string> read = {keys.gen, keys.live, keys.cfg, keys.gc};
-  if (!viewer.empty()) read.push_back(keys.Record(viewer));
+namespace {
+
+// "G|n|s|q|c0,c1,...,c31": the running sums of generation G.
+std::string SerializeStats(uint64_t gen, const PollStats& s) {
+  std::string out = fmt::format("{}|{}|{}|{}|", gen, s.count, s.sum, s.sum_squares);
+  for (int i = 0; i < kSpecificSize; ++i) {
+    if (i) out.push_back(',');
+    out += std::to_string(s.specific[static_cast<size_t>(i)]);
+  }
+  return out;
+}
+
+std::optional<PollStats> ParseStats(std::string_view text, uint64_t& gen) {
+  PollStats s;
+  int64_t* fields[3] = {&s.count, &s.sum, &s.sum_squares};
+  size_t bar = text.find('|');
+  if (bar == std::string_view::npos || !ParseU64(text.substr(0, bar), gen)) return std::nullopt;
+  text.remove_prefix(bar + 1);
+  for (int64_t* field : fields) {
+    bar = text.find('|');
+    if (bar == std::string_view::npos || !ParseI64(text.substr(0, bar), *field)) {
+      return std::nullopt;
+    }
+    text.remove_prefix(bar + 1);
+  }
+  for (int i = 0; i < kSpecificSize; ++i) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    if (!ParseI64(item, s.specific[static_cast<size_t>(i)])) return std::nullopt;
+    if (i + 1 < kSpecificSize && comma == std::string_view::npos) return std::nullopt;
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+  }
+  return s;
+}
+
+PollStats Plus(PollStats base, const PollStats& add, const PollStats& remove) {
+  base.count += add.count - remove.count;
+  base.sum += add.sum - remove.sum;
+  base.sum_squares += add.sum_squares - remove.sum_squares;
+  for (size_t i = 0; i < static_cast<size_t>(kSpecificSize); ++i) {
+    base.specific[i] += add.specific[i] - remove.specific[i];
+  }
+  return base;
+}
+
+}  // namespace
+
+Result<void> PollService::Load(const Keys& keys, Hot& hot) {
+  std::vector<std::string> read = {keys.gen, keys.stats, keys.cfg, keys.gc};
   auto entries = store_.MultiGet(read);
   if (!entries) return std::move(entries).error();
   auto& e = *entries;
-  State s;
-  if (e[0]) {
-    if (!ParseU64(e[0]->value, s.gen)) return MakeError(Errc::kInternal, "corrupt poll generation");
-    s.gen_version = e[0]->version;
+  Head h;
+  if (e[0] && !ParseU64(e[0]->value, h.gen)) {
+    return MakeError(Errc::kInternal, "corrupt poll generation");
   }
-  uint64_t live_gen = 0;
-  s.live = s.gen > 0 && e[1] && ParseU64(e[1]->value, live_gen) && live_gen == s.gen;
-  s.gc = e[3].has_value();
-  if (s.live && e[2]) {
+  if (h.gen > 0 && e[1]) {  // the sums: present (not expired) and of this generation = live
+    uint64_t stats_gen = 0;
+    auto stats = ParseStats(e[1]->value, stats_gen);
+    if (!stats) return MakeError(Errc::kInternal, "corrupt poll statistics");
+    if (stats_gen == h.gen) {
+      h.stats = *stats;
+      h.live_until_ms = e[1]->expires_at_ms == 0 ? INT64_MAX : e[1]->expires_at_ms;
+    }
+  }
+  h.gc = e[3].has_value();
+  if (h.gen > 0 && e[2]) {
     std::string_view text = e[2]->value;
     size_t bar = text.find('|');
     uint64_t cfg_gen = 0;
     if (bar != std::string_view::npos && ParseU64(text.substr(0, bar), cfg_gen) &&
-        cfg_gen == s.gen) {
+        cfg_gen == h.gen) {
       boost::system::error_code ec;
       json::value v = json::parse(text.substr(bar + 1), ec);
       if (ec) return MakeError(Errc::kInternal, "corrupt poll configuration");
       auto config = ParsePollConfig(v, PollConfig{}, keys.ref.poll_id, 0, limits_);
       if (!config) return MakeError(Errc::kInternal, "corrupt poll configuration");
-      s.config = std::move(*config);
+      h.config = std::move(*config);
     }
   }
-  if (!viewer.empty() && e[4]) {
-    s.record_version = e[4]->version;
-    auto record = ParseRecord(e[4]->value);
-    if (!record) return MakeError(Errc::kInternal, "corrupt vote record");
-    if (s.live && record->gen == s.gen) s.record = std::move(*record);
-  }
-  return s;
+  hot.head = std::move(h);
+  // Generation 0 has no records; any other may have records on disk that are not in memory.
+  table_->records -= static_cast<int64_t>(hot.records.size());
+  hot.records.clear();
+  hot.complete = hot.head.gen == 0;
+  hot.loaded = true;
+  return {};
 }
 
-void PollService::MergeCounters(const std::string& prefix, const std::vector<size_t>& indices,
-                                const std::vector<int64_t>& values, uint64_t version) {
-  if (indices.size() != values.size()) return;  // cannot happen: one value per Add op
-  std::lock_guard lock(counters_->mu);
-  auto it = counters_->entries.find(prefix);
-  if (it == counters_->entries.end()) return;  // loaded on the next read
-  for (size_t j = 0; j < indices.size(); ++j) {
-    size_t i = indices[j];
-    if (version > it->second.versions[i]) {
-      it->second.values[i] = values[j];
-      it->second.versions[i] = version;
+void PollService::MaybeEvict() {
+  const int64_t max_records = static_cast<int64_t>(limits_.max_cached_records);
+  HotTable& t = *table_;
+  std::lock_guard lock(t.mu);
+  const bool too_many_records = t.records.load() > max_records;
+  const bool too_many_polls = t.polls.size() > limits_.max_cached_polls;
+  if (!too_many_records && !too_many_polls) return;
+  // Least recently used first, until three quarters of each limit.
+  std::vector<std::pair<uint64_t, std::string>> order;
+  order.reserve(t.polls.size());
+  for (const auto& [prefix, hot] : t.polls) order.emplace_back(hot->last_use.load(), prefix);
+  std::sort(order.begin(), order.end());
+  for (const auto& [use, prefix] : order) {
+    const bool records_ok = t.records.load() <= max_records / 4 * 3;
+    const bool polls_ok = t.polls.size() <= limits_.max_cached_polls / 4 * 3;
+    if (records_ok && polls_ok) break;
+    auto it = t.polls.find(prefix);
+    std::unique_lock hot_lock(it->second->mu, std::try_to_lock);
+    if (!hot_lock.owns_lock()) continue;  // in use right now
+    Hot& hot = *it->second;
+    t.records -= static_cast<int64_t>(hot.records.size());
+    hot.records.clear();
+    hot.complete = false;
+    if (!polls_ok) {
+      hot.dead = true;  // a thread holding this pointer re-acquires from the table
+      hot_lock.unlock();
+      t.polls.erase(it);
     }
   }
 }
 
-Result<PollStats> PollService::ReadStats(const Keys& keys, uint64_t gen) {
-  PollStats stats;
-  if (gen == 0) return stats;
-  const std::string prefix = keys.CounterPrefix(gen);
-  std::array<int64_t, kCounterCount> v{};
-  bool cached = false;
-  uint64_t ticket = 0;
-  {
-    std::lock_guard lock(counters_->mu);
-    auto it = counters_->entries.find(prefix);
-    if (it != counters_->entries.end()) {
-      v = it->second.values;
-      cached = true;
+Result<PollService::Locked> PollService::Lock(const Keys& keys) {
+  MaybeEvict();
+  HotTable& t = *table_;
+  for (;;) {
+    std::shared_ptr<Hot> hot;
+    {
+      std::lock_guard lock(t.mu);
+      auto& slot = t.polls[keys.prefix];
+      if (!slot) slot = std::make_shared<Hot>();
+      hot = slot;
     }
-    ticket = counters_->generation;
-  }
-  if (!cached) {
-    auto entries = store_.MultiGet(keys.Counters(gen));
-    if (!entries) return std::move(entries).error();
-    CounterCache::Entry loaded;
-    for (size_t i = 0; i < kCounterCount; ++i) {
-      if (const auto& e = (*entries)[i]) {
-        if (!ParseI64(e->value, loaded.values[i])) {
-          return MakeError(Errc::kInternal, "corrupt poll counter");
-        }
-        loaded.versions[i] = e->version;
-      }
+    hot->last_use.store(t.tick.fetch_add(1, std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+    std::unique_lock lock(hot->mu);
+    if (hot->dead) continue;
+    if (!hot->loaded) {
+      if (auto ok = Load(keys, *hot); !ok) return std::move(ok).error();
     }
-    v = loaded.values;
-    std::lock_guard lock(counters_->mu);
-    if (counters_->generation == ticket) {
-      if (counters_->entries.size() >= CounterCache::kMaxEntries) {
-        counters_->entries.clear();
-        ++counters_->generation;
-      } else {
-        auto [it, inserted] = counters_->entries.try_emplace(prefix, loaded);
-        if (!inserted) {  // a concurrent load got there first: keep the newer of each
-          for (size_t i = 0; i < kCounterCount; ++i) {
-            if (loaded.versions[i] > it->second.versions[i]) {
-              it->second.values[i] = loaded.values[i];
-              it->second.versions[i] = loaded.versions[i];
-            }
-          }
-        }
-        v = it->second.values;
-      }
-    }
+    return Locked{std::move(hot), std::move(lock)};
   }
-  stats.count = v[0];
-  stats.sum = v[1];
-  stats.sum_squares = v[2];
-  for (int i = 0; i < kSpecificSize; ++i) {
-    stats.specific[static_cast<size_t>(i)] = v[3 + static_cast<size_t>(i)];
-  }
-  return stats;
 }
 
-Result<VoteView> PollService::ViewOf(const Keys& keys, std::string_view viewer) {
-  auto state = Load(keys, viewer);
-  if (!state) return std::move(state).error();
-  VoteView view;
-  if (!state->live) return view;
-  auto stats = ReadStats(keys, state->gen);
-  if (!stats) return std::move(stats).error();
-  view.stats = *stats;
-  view.vote = state->record.last;
-  return view;
+Result<Record> PollService::RecordOf(const Keys& keys, Hot& hot, std::string_view viewer) {
+  if (!hot.head.LiveAt(clock_.NowMs())) return Record{};
+  if (auto it = hot.records.find(std::string(viewer)); it != hot.records.end()) return it->second;
+  if (hot.complete) return Record{};
+  auto stored = store_.Get(keys.Record(viewer));
+  if (!stored) return std::move(stored).error();
+  if (!*stored) return Record{};
+  auto record = ParseRecord((*stored)->value);
+  if (!record) return MakeError(Errc::kInternal, "corrupt vote record");
+  if (record->gen != hot.head.gen) return Record{};  // stale: an older generation
+  hot.records.emplace(std::string(viewer), *record);
+  ++table_->records;
+  return std::move(*record);
 }
 
-uint64_t PollService::BeginWrite(const Keys& keys, const State& state,
-                                 storage::WriteBatch& batch) const {
-  batch.ExpectVersion(keys.gen, state.gen_version);
-  if (state.live) return state.gen;
-  // A new generation: the old one's sums go in this batch, its viewer records (stale from now
-  // on) are removed in bounded steps by Cleanup().
-  const uint64_t next = state.gen + 1;
-  batch.Put(keys.gen, std::to_string(next));
+void PollService::Remember(Hot& hot, bool fresh, std::string_view viewer, Record record) {
+  if (fresh) {
+    table_->records -= static_cast<int64_t>(hot.records.size());
+    hot.records.clear();
+    hot.complete = true;
+  }
+  auto [it, inserted] = hot.records.insert_or_assign(std::string(viewer), std::move(record));
+  if (inserted) ++table_->records;
+}
+
+bool PollService::BeginWrite(const Keys& keys, const Head& current, int64_t now_ms, Head& next,
+                             storage::WriteBatch& batch) const {
+  next = current;
+  if (current.LiveAt(now_ms)) return false;
+  // A new generation: votes, configuration and sums start empty; the old generation's viewer
+  // records (stale from now on) are removed in bounded steps by Cleanup().
+  next.gen = current.gen + 1;
+  next.config.reset();
+  next.stats = PollStats{};
+  batch.Put(keys.gen, std::to_string(next.gen));
   batch.Delete(keys.cfg);
-  if (state.gen > 0) {
-    for (auto& key : keys.Counters(state.gen)) batch.Delete(std::move(key));
-    batch.Put(keys.gc, std::to_string(next) + "|");
+  if (current.gen > 0) {
+    batch.Put(keys.gc, std::to_string(next.gen) + "|");
+    next.gc = true;
   }
-  return next;
+  return true;
 }
 
-namespace {
-
-// Adds the counter deltas to batch (the batch's only Add ops); returns the counter indices in
-// the order of those ops, which is the order of ApplyResult::counters.
-std::vector<size_t> AddDeltas(storage::WriteBatch& batch, const std::vector<std::string>& counters,
-                              const PollStats& now, const PollStats& before) {
-  std::vector<size_t> indices;
-  const int64_t d[3] = {now.count - before.count, now.sum - before.sum,
-                        now.sum_squares - before.sum_squares};
-  for (size_t i = 0; i < 3; ++i) {
-    if (d[i] != 0) {
-      batch.Add(counters[i], d[i]);
-      indices.push_back(i);
-    }
-  }
-  for (size_t i = 0; i < static_cast<size_t>(kSpecificSize); ++i) {
-    int64_t delta = now.specific[i] - before.specific[i];
-    if (delta != 0) {
-      batch.Add(counters[3 + i], delta);
-      indices.push_back(3 + i);
-    }
-  }
-  return indices;
-}
-
-}  // namespace
-
-void PollService::Cleanup(const Keys& keys) {
-  // Best effort: any failure (a concurrent step, a record rewritten meanwhile) leaves the
-  // marker, and a later request continues.
+void PollService::Cleanup(const Keys& keys, Hot& hot) {
+  if (!hot.head.gc) return;
+  // Best effort: any failure leaves the marker, and a later write continues. Runs under the
+  // poll's lock, so no vote of this poll writes a record meanwhile.
   auto marker = store_.Get(keys.gc);
-  if (!marker || !*marker) return;
+  if (!marker) return;
+  if (!*marker) {
+    hot.head.gc = false;
+    return;
+  }
   std::string_view text = (*marker)->value;
   size_t bar = text.find('|');
   uint64_t target = 0;
   if (bar == std::string_view::npos || !ParseU64(text.substr(0, bar), target)) {
-    (void)store_.Apply(storage::WriteBatch().Delete(keys.gc));
+    if (store_.Apply(storage::WriteBatch().Delete(keys.gc))) hot.head.gc = false;
     return;
   }
   const std::string record_prefix = keys.RecordPrefix();
@@ -613,20 +664,19 @@ void PollService::Cleanup(const Keys& keys) {
   auto page = store_.Scan(record_prefix, start, limits_.cleanup_batch);
   if (!page) return;
   storage::WriteBatch batch;
-  batch.ExpectVersion(keys.gc, (*marker)->version);
   for (const auto& [key, entry] : *page) {
     auto record = ParseRecord(entry.value);
     if (record && record->gen >= target) continue;
-    batch.ExpectVersion(key, entry.version);
     batch.Delete(key);
   }
-  if (page->size() < limits_.cleanup_batch) {
+  const bool done = page->size() < limits_.cleanup_batch;
+  if (done) {
     batch.Delete(keys.gc);
   } else {
     batch.Put(keys.gc,
               std::to_string(target) + "|" + page->back().key.substr(record_prefix.size()));
   }
-  (void)store_.Apply(batch);
+  if (store_.Apply(batch) && done) hot.head.gc = false;
 }
 
 void PollService::Publish(const PollRef& ref, const PollStats& stats) const {
@@ -638,7 +688,8 @@ void PollService::Publish(const PollRef& ref, const PollStats& stats) const {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scope-level operations
+// Scope-level operations. Each runs under its poll's lock: it reads the in-memory state,
+// computes the new one, applies ONE atomic batch, and only then updates memory.
 
 Result<VoteView> PollService::VoteAs(const PollRef& ref, std::string_view viewer,
                                      std::string_view user_id, std::string_view opaque_id,
@@ -653,69 +704,65 @@ Result<VoteView> PollService::VoteAs(const PollRef& ref, std::string_view viewer
     return MakeError(Errc::kInvalidArgument, "Count out of bounds");
   }
   const Keys keys(ref, Prefix(ref));
-  const std::string record_key = keys.Record(viewer);
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    auto state = Load(keys, viewer);
-    if (!state) return std::move(state).error();
-    const PollConfig config = state->config.value_or(PollConfig{});
-    const int64_t now_ms = clock_.NowMs();
-    if (config.user_id_voting && user_id.empty()) {
-      return MakeError(Errc::kForbidden, "user id required",
-                       "this poll only accepts viewers who shared their identity");
-    }
-    if (config.disabled || config.StatusAt(now_ms / 1000) != PollStatus::kActive) return Closed();
-
-    Record next = state->record;
-    if (config.total_votes_per_user <= 1) {
-      next.units.clear();  // one vote per viewer: the new one replaces the old
-      next.units[value] = count;
-    } else {
-      if (count > config.total_votes_per_user)
-        return MakeError(Errc::kInvalidArgument, "Count out of bounds");
-      next.units[value] += count;
-      if (next.TotalUnits() > config.total_votes_per_user) {
-        return Unacceptable("totalVotesPerUser reached");
-      }
-      if (static_cast<int64_t>(next.units.size()) > config.distinct_options_per_user) {
-        return Unacceptable("distinctOptionsPerUser reached");
-      }
-      if (next.units[value] > config.votes_per_option) {
-        return Unacceptable("votesPerOption reached");
-      }
-    }
-    next.last = value;
-
-    storage::WriteBatch batch;
-    const uint64_t gen = BeginWrite(keys, *state, batch);
-    next.gen = gen;
-    batch.ExpectVersion(record_key, state->record_version);
-    batch.Put(record_key, SerializeRecord(next));
-    const std::vector<size_t> touched =
-        AddDeltas(batch, keys.Counters(gen), Contribution(next), Contribution(state->record));
-    batch.Put(keys.live, std::to_string(gen), now_ms + limits_.retention_ms);
-
-    json::object log;
-    log["identifier"] = user_id.empty() ? (opaque_id.empty() ? viewer : opaque_id) : user_id;
-    log["opaque"] = opaque_id;
-    log["value"] = value;
-    log["timestamp"] = now_ms;
-    batch.Put(keys.LogPrefix() + fmt::format("{:016d}{}{:016x}{:08x}", now_ms, kSep, boot_id_,
-                                             log_seq_.fetch_add(1, std::memory_order_relaxed)),
-              json::serialize(log), now_ms + limits_.retention_ms);
-
-    auto applied = store_.Apply(batch);
-    if (!applied) {
-      if (applied.error().code == Errc::kConflict) continue;
-      return std::move(applied).error();
-    }
-    MergeCounters(keys.CounterPrefix(gen), touched, applied->counters, applied->version);
-    auto stats = ReadStats(keys, gen);
-    if (!stats) return std::move(stats).error();
-    Publish(ref, *stats);
-    if (state->gc || !state->live) Cleanup(keys);
-    return VoteView{*stats, value};
+  auto locked = Lock(keys);
+  if (!locked) return std::move(locked).error();
+  Hot& hot = *locked->hot;
+  const int64_t now_ms = clock_.NowMs();
+  const PollConfig config =
+      hot.head.LiveAt(now_ms) ? hot.head.config.value_or(PollConfig{}) : PollConfig{};
+  if (config.user_id_voting && user_id.empty()) {
+    return MakeError(Errc::kForbidden, "user id required",
+                     "this poll only accepts viewers who shared their identity");
   }
-  return MakeError(Errc::kConflict, "concurrent update conflict, retry the request");
+  if (config.disabled || config.StatusAt(now_ms / 1000) != PollStatus::kActive) return Closed();
+
+  auto previous = RecordOf(keys, hot, viewer);
+  if (!previous) return std::move(previous).error();
+  Record next = *previous;
+  if (config.total_votes_per_user <= 1) {
+    next.units.clear();  // one vote per viewer: the new one replaces the old
+    next.units[value] = count;
+  } else {
+    if (count > config.total_votes_per_user) {
+      return MakeError(Errc::kInvalidArgument, "Count out of bounds");
+    }
+    next.units[value] += count;
+    if (next.TotalUnits() > config.total_votes_per_user) {
+      return Unacceptable("totalVotesPerUser reached");
+    }
+    if (static_cast<int64_t>(next.units.size()) > config.distinct_options_per_user) {
+      return Unacceptable("distinctOptionsPerUser reached");
+    }
+    if (next.units[value] > config.votes_per_option) {
+      return Unacceptable("votesPerOption reached");
+    }
+  }
+  next.last = value;
+
+  storage::WriteBatch batch;
+  Head head;
+  const bool fresh = BeginWrite(keys, hot.head, now_ms, head, batch);
+  next.gen = head.gen;
+  head.stats = Plus(head.stats, Contribution(next), Contribution(*previous));
+  head.live_until_ms = now_ms + limits_.retention_ms;
+  batch.Put(keys.Record(viewer), SerializeRecord(next));
+  batch.Put(keys.stats, SerializeStats(head.gen, head.stats), head.live_until_ms);
+
+  json::object log;
+  log["identifier"] = user_id.empty() ? (opaque_id.empty() ? viewer : opaque_id) : user_id;
+  log["opaque"] = opaque_id;
+  log["value"] = value;
+  log["timestamp"] = now_ms;
+  batch.Put(keys.LogPrefix() + fmt::format("{:016d}{}{:016x}{:08x}", now_ms, kSep, boot_id_,
+                                           log_seq_.fetch_add(1, std::memory_order_relaxed)),
+            json::serialize(log), now_ms + limits_.retention_ms);
+
+  if (auto applied = store_.Apply(batch); !applied) return std::move(applied).error();
+  hot.head = std::move(head);
+  Remember(hot, fresh, viewer, std::move(next));
+  Publish(ref, hot.head.stats);
+  Cleanup(keys, hot);
+  return VoteView{hot.head.stats, value};
 }
 
 Result<void> PollService::AddModifierTo(const PollRef& ref, std::string_view user, int64_t add) {
@@ -724,60 +771,59 @@ Result<void> PollService::AddModifierTo(const PollRef& ref, std::string_view use
     return InvalidBody(fmt::format("add must be in -{0}..{0}", limits_.max_modifier_add));
   }
   const Keys keys(ref, Prefix(ref));
-  const std::string record_key = keys.Record(user);
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    auto state = Load(keys, user);
-    if (!state) return std::move(state).error();
-    Record next = state->record;
-    next.adds += add;
-    if (next.adds < -limits_.max_modifier_weight || next.adds + 1 > limits_.max_modifier_weight) {
-      return InvalidBody(
-          fmt::format("a user's weight must stay within 0..{}", limits_.max_modifier_weight));
-    }
-    storage::WriteBatch batch;
-    const uint64_t gen = BeginWrite(keys, *state, batch);
-    next.gen = gen;
-    const PollStats before = Contribution(state->record), after = Contribution(next);
-    batch.ExpectVersion(record_key, state->record_version);
-    batch.Put(record_key, SerializeRecord(next));
-    const std::vector<size_t> touched = AddDeltas(batch, keys.Counters(gen), after, before);
-    batch.Put(keys.live, std::to_string(gen), clock_.NowMs() + limits_.retention_ms);
-    auto applied = store_.Apply(batch);
-    if (!applied) {
-      if (applied.error().code == Errc::kConflict) continue;
-      return std::move(applied).error();
-    }
-    MergeCounters(keys.CounterPrefix(gen), touched, applied->counters, applied->version);
-    if (!(after == before)) {
-      if (auto stats = ReadStats(keys, gen)) Publish(ref, *stats);
-    }
-    if (state->gc || !state->live) Cleanup(keys);
-    return {};
+  auto locked = Lock(keys);
+  if (!locked) return std::move(locked).error();
+  Hot& hot = *locked->hot;
+  const int64_t now_ms = clock_.NowMs();
+  auto previous = RecordOf(keys, hot, user);
+  if (!previous) return std::move(previous).error();
+  Record next = *previous;
+  next.adds += add;
+  if (next.adds < -limits_.max_modifier_weight || next.adds + 1 > limits_.max_modifier_weight) {
+    return InvalidBody(
+        fmt::format("a user's weight must stay within 0..{}", limits_.max_modifier_weight));
   }
-  return MakeError(Errc::kConflict, "concurrent update conflict, retry the request");
+  storage::WriteBatch batch;
+  Head head;
+  const bool fresh = BeginWrite(keys, hot.head, now_ms, head, batch);
+  next.gen = head.gen;
+  const PollStats before = Contribution(*previous), after = Contribution(next);
+  head.stats = Plus(head.stats, after, before);
+  head.live_until_ms = now_ms + limits_.retention_ms;
+  batch.Put(keys.Record(user), SerializeRecord(next));
+  batch.Put(keys.stats, SerializeStats(head.gen, head.stats), head.live_until_ms);
+  if (auto applied = store_.Apply(batch); !applied) return std::move(applied).error();
+  hot.head = std::move(head);
+  Remember(hot, fresh, user, std::move(next));
+  if (!(after == before)) Publish(ref, hot.head.stats);
+  Cleanup(keys, hot);
+  return {};
 }
 
 Result<void> PollService::WriteConfig(const PollRef& ref, const PollConfig& config, bool reset) {
   const Keys keys(ref, Prefix(ref));
+  auto locked = Lock(keys);
+  if (!locked) return std::move(locked).error();
+  Hot& hot = *locked->hot;
   const int64_t now_ms = clock_.NowMs();
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    auto state = Load(keys, {});
-    if (!state) return std::move(state).error();
-    State effective = *state;
-    if (reset) effective.live = false;
-    storage::WriteBatch batch;
-    const uint64_t gen = BeginWrite(keys, effective, batch);
-    batch.Put(keys.cfg, std::to_string(gen) + "|" + PollConfigJson(config, now_ms / 1000));
-    batch.Put(keys.live, std::to_string(gen), now_ms + limits_.retention_ms);
-    auto applied = store_.Apply(batch);
-    if (!applied) {
-      if (applied.error().code == Errc::kConflict) continue;
-      return std::move(applied).error();
-    }
-    if (state->gc || gen != state->gen) Cleanup(keys);
-    return {};
+  Head current = hot.head;
+  if (reset) current.live_until_ms = 0;  // CreatePoll: always a new generation
+  storage::WriteBatch batch;
+  Head head;
+  const bool fresh = BeginWrite(keys, current, now_ms, head, batch);
+  head.config = config;
+  head.live_until_ms = now_ms + limits_.retention_ms;
+  batch.Put(keys.cfg, std::to_string(head.gen) + "|" + PollConfigJson(config, now_ms / 1000));
+  batch.Put(keys.stats, SerializeStats(head.gen, head.stats), head.live_until_ms);
+  if (auto applied = store_.Apply(batch); !applied) return std::move(applied).error();
+  hot.head = std::move(head);
+  if (fresh) {
+    table_->records -= static_cast<int64_t>(hot.records.size());
+    hot.records.clear();
+    hot.complete = true;
   }
-  return MakeError(Errc::kConflict, "concurrent update conflict, retry the request");
+  Cleanup(keys, hot);
+  return {};
 }
 
 Result<void> PollService::CreatePoll(const PollRef& ref, const PollConfig& config) {
@@ -790,43 +836,65 @@ Result<void> PollService::ConfigurePoll(const PollRef& ref, const PollConfig& co
 
 Result<PollSnapshot> PollService::ReadPoll(const PollRef& ref) {
   const Keys keys(ref, Prefix(ref));
-  auto state = Load(keys, {});
-  if (!state) return std::move(state).error();
+  auto locked = Lock(keys);
+  if (!locked) return std::move(locked).error();
+  const Head& head = locked->hot->head;
   PollSnapshot snap;
-  if (!state->live) return snap;
-  snap.config = state->config;
+  if (!head.LiveAt(clock_.NowMs())) return snap;
+  snap.config = head.config;
   if (snap.config) snap.status = snap.config->StatusAt(clock_.NowSeconds());
-  auto stats = ReadStats(keys, state->gen);
-  if (!stats) return std::move(stats).error();
-  snap.stats = *stats;
+  snap.stats = head.stats;
   return snap;
+}
+
+Result<VoteView> PollService::ViewOf(const PollRef& ref, std::string_view viewer) {
+  const Keys keys(ref, Prefix(ref));
+  auto locked = Lock(keys);
+  if (!locked) return std::move(locked).error();
+  Hot& hot = *locked->hot;
+  VoteView view;
+  if (!hot.head.LiveAt(clock_.NowMs())) return view;
+  view.stats = hot.head.stats;
+  if (!viewer.empty()) {
+    auto record = RecordOf(keys, hot, viewer);
+    if (!record) return std::move(record).error();
+    view.vote = record->last;
+  }
+  return view;
+}
+
+Result<std::optional<PollConfig>> PollService::ConfigOf(const PollRef& ref) {
+  const Keys keys(ref, Prefix(ref));
+  auto locked = Lock(keys);
+  if (!locked) return std::move(locked).error();
+  const Head& head = locked->hot->head;
+  if (!head.LiveAt(clock_.NowMs())) return std::optional<PollConfig>{};
+  return head.config;
 }
 
 Result<void> PollService::DeletePoll(const PollRef& ref) {
   const Keys keys(ref, Prefix(ref));
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    auto state = Load(keys, {});
-    if (!state) return std::move(state).error();
-    if (state->gen > 0) {
-      storage::WriteBatch batch;
-      batch.ExpectVersion(keys.gen, state->gen_version);
-      const uint64_t next = state->gen + 1;
-      batch.Put(keys.gen, std::to_string(next));
-      batch.Delete(keys.live);
-      batch.Delete(keys.cfg);
-      for (auto& key : keys.Counters(state->gen)) batch.Delete(std::move(key));
-      batch.Put(keys.gc, std::to_string(next) + "|");
-      auto applied = store_.Apply(batch);
-      if (!applied) {
-        if (applied.error().code == Errc::kConflict) continue;
-        return std::move(applied).error();
-      }
-      Cleanup(keys);
-    }
-    Publish(ref, PollStats{});
-    return {};
+  auto locked = Lock(keys);
+  if (!locked) return std::move(locked).error();
+  Hot& hot = *locked->hot;
+  if (hot.head.gen > 0) {
+    Head head;
+    head.gen = hot.head.gen + 1;
+    head.gc = true;
+    storage::WriteBatch batch;
+    batch.Put(keys.gen, std::to_string(head.gen));
+    batch.Delete(keys.cfg);
+    batch.Delete(keys.stats);
+    batch.Put(keys.gc, std::to_string(head.gen) + "|");
+    if (auto applied = store_.Apply(batch); !applied) return std::move(applied).error();
+    hot.head = std::move(head);
+    table_->records -= static_cast<int64_t>(hot.records.size());
+    hot.records.clear();
+    hot.complete = true;  // generation head.gen has no records yet
+    Cleanup(keys, hot);
   }
-  return MakeError(Errc::kConflict, "concurrent update conflict, retry the request");
+  Publish(ref, PollStats{});
+  return {};
 }
 
 Result<std::vector<VoteLogEntry>> PollService::ReadLogs(const PollRef& ref) {
@@ -855,10 +923,9 @@ bool MayManage(const Identity& who) { return who.role != Role::kViewer; }
 Result<VoteView> PollService::Get(const Identity& who, std::string_view poll_id) {
   auto ref = Resolve(who, poll_id);
   if (!ref) return std::move(ref).error();
-  const Keys keys(*ref, Prefix(*ref));
   std::string_view viewer = who.ViewerKey();
   if (!CheckText(viewer, kMaxUserBytes, "user id")) viewer = {};
-  return ViewOf(keys, viewer);
+  return ViewOf(*ref, viewer);
 }
 
 Result<VoteView> PollService::Vote(const Identity& who, std::string_view poll_id, int64_t value,
@@ -886,10 +953,7 @@ Result<std::optional<PollConfig>> PollService::GetConfig(const Identity& who,
                                                          std::string_view poll_id) {
   auto ref = Resolve(who, poll_id);
   if (!ref) return std::move(ref).error();
-  const Keys keys(*ref, Prefix(*ref));
-  auto state = Load(keys, {});
-  if (!state) return std::move(state).error();
-  return std::move(state->config);
+  return ConfigOf(*ref);
 }
 
 Result<void> PollService::Configure(const Identity& who, std::string_view poll_id,

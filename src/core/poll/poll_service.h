@@ -6,25 +6,32 @@
 // channel empty for global polls; see docs/api/polls.md):
 //   P gen               current generation G (decimal), never expires; bumped by DELETE and
 //                       whenever a poll idle for `retention` is touched again
-//   P live              "G": the poll is live; expires `retention` after the last vote /
-//                       configure / modifier. Absent or naming an older G: the poll is empty.
 //   P cfg               "G|<config json>": explicit configuration of generation G
-//   P c ␟ G ␟ n|s|q|0..31  running sums of generation G: count, sum, sum of squares,
-//                       specific[i]; Store counters (WriteBatch::Add), no expiry
+//   P st                "G|count|sum|sumsq|specific0,...,specific31": running sums of
+//                       generation G, rewritten (whole, ~120 bytes) by every vote, configure
+//                       and modifier; expires `retention` after that write. Present and
+//                       naming the current G = the poll is live; otherwise it is empty.
 //   P v ␟ <viewer>      that viewer's record "G|adds|last|value:units,...", no expiry; a record
 //                       naming an older generation reads as empty
 //   P log ␟ <ms> ␟ <uniq>  one vote-log entry (JSON), expires `retention` after it was written;
 //                       untouched by DELETE
 //   P gc                "G|<cursor>": records older than G may remain; cleaned in bounded steps
-// Counters and viewer records never expire on their own: only `live` does, so the running sums
-// and the records they summarise always disappear together (by a generation change).
+// Viewer records never expire on their own: when the sums expire the generation is over, and
+// the next write starts a new one, in which the old records read as empty.
 //
-// Concurrency: a vote reads {gen, live, cfg, record} (one MultiGet), computes the viewer's new
-// record and the counter deltas, and applies ONE batch: ExpectVersion(gen) (only a generation
-// change conflicts) + ExpectVersion(record) + Put(record) + Add(deltas) + Put(live) + Put(log).
-// On kConflict it re-reads and retries (bounded). Every acknowledged vote is therefore one
-// atomic, linearizable step, and the statistics equal a sequential replay of the acknowledged
-// requests. Reading statistics is one MultiGet of 35 fixed counter keys: O(1) in voters.
+// Hot state: each poll in use has an in-memory copy of {gen, live expiry, config, sums} and of
+// the viewer records of its generation, behind one mutex per poll. A vote locks its poll,
+// reads the viewer's previous record from memory (from the store only when the poll was
+// loaded after a restart or evicted and the record is not yet cached), computes the new
+// record and sums, and applies ONE blind batch: Put(record) + Put(sums) + Put(log). Memory changes only after the batch is applied. Votes of one poll are thus
+// serialized in the order they reach the store, every acknowledged vote is one atomic step,
+// the statistics equal a sequential replay of the acknowledged requests, and after a crash the
+// stored sums equal the sums of the stored records (they are written in the same batch).
+// Reading statistics copies 35 numbers from memory: O(1) in voters. This needs the process to
+// be the only writer of its poll keys, which holds for the embedded stores; a Redis Cluster
+// deployment keeps the same layout but runs each vote as one server-side script on the poll's
+// slot (docs/api/polls.md). Memory is bounded by PollLimits::max_cached_records and
+// max_cached_polls (least recently used polls are dropped first).
 //
 // Every vote, configure-free change of the tallies (vote, modifier, DELETE) publishes
 // "vote_update:<id>" with {"id", "stats"} on the event bus (channel "" for global polls); the
@@ -38,6 +45,7 @@
 #include <boost/json/value.hpp>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,6 +61,10 @@ namespace medkit::core::poll {
 
 inline constexpr int kSpecificSize = 32;
 
+namespace detail {
+struct VoteRecord;
+}
+
 struct PollLimits {
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;  // data kept after the last vote (spec 8)
   int64_t min_value = -128;
@@ -67,6 +79,8 @@ struct PollLimits {
   int64_t max_modifier_weight = 1'000'000;  // 1 + Σadd of one user
   size_t max_log_entries = 100'000;         // entries one vote_logs read returns (oldest first)
   size_t cleanup_batch = 128;               // stale viewer records removed per cleanup step
+  size_t max_cached_records = 4'000'000;    // viewer records kept in memory, all polls
+  size_t max_cached_polls = 100'000;        // polls whose state is kept in memory
 };
 
 enum class PollStatus { kPending, kActive, kExpired };
@@ -182,28 +196,36 @@ class PollService {
   Result<std::vector<VoteLogEntry>> ReadLogs(const PollRef& ref);
 
   const PollLimits& limits() const { return limits_; }
+  // Viewer records held in memory across all polls (for benchmarks and metrics).
+  size_t CachedRecords() const;
 
  private:
   struct Keys;
-  struct State;
+  struct Head;
+  struct Hot;
+  struct HotTable;
+  struct Locked {
+    std::shared_ptr<Hot> hot;
+    std::unique_lock<std::mutex> lock;
+  };
   Result<PollRef> Resolve(const auth::Identity& who, std::string_view poll_id) const;
   std::string Prefix(const PollRef& ref) const;
-  Result<State> Load(const Keys& keys, std::string_view viewer);
-  Result<PollStats> ReadStats(const Keys& keys, uint64_t gen);
-  Result<VoteView> ViewOf(const Keys& keys, std::string_view viewer);
-  // Puts a new generation into batch if state is not live; returns the generation to use.
-  uint64_t BeginWrite(const Keys& keys, const State& state, storage::WriteBatch& batch) const;
+  // The poll's in-memory state, locked and loaded (from the store on first use).
+  Result<Locked> Lock(const Keys& keys);
+  Result<void> Load(const Keys& keys, Hot& hot);
+  void MaybeEvict();
+  // Under the poll's lock: the viewer's record of the live generation (empty if none).
+  Result<detail::VoteRecord> RecordOf(const Keys& keys, Hot& hot, std::string_view viewer);
+  void Remember(Hot& hot, bool fresh, std::string_view viewer, detail::VoteRecord record);
+  // Stages a new generation into batch when current is not live; next is the head to write.
+  // Returns whether a new generation began.
+  bool BeginWrite(const Keys& keys, const Head& current, int64_t now_ms, Head& next,
+                  storage::WriteBatch& batch) const;
   Result<void> WriteConfig(const PollRef& ref, const PollConfig& config, bool reset);
-  void Cleanup(const Keys& keys);
+  Result<VoteView> ViewOf(const PollRef& ref, std::string_view viewer);
+  Result<std::optional<PollConfig>> ConfigOf(const PollRef& ref);
+  void Cleanup(const Keys& keys, Hot& hot);
   void Publish(const PollRef& ref, const PollStats& stats) const;
-  // The counter cache: the 35 counters of recently used poll generations, kept exact by
-  // merging (per counter, highest store version wins) what reads load and what each vote's
-  // atomic Add returns, so a vote or a stats read needs no counter reads from the store. Valid
-  // while this process is the store's only writer (the embedded stores). One mutex guards the
-  // map; it is held for a copy or a 35-element merge only.
-  struct CounterCache;
-  void MergeCounters(const std::string& prefix, const std::vector<size_t>& indices,
-                     const std::vector<int64_t>& values, uint64_t version);
 
   storage::Store& store_;
   const Clock& clock_;
@@ -212,7 +234,7 @@ class PollService {
   events::EventBus* events_;  // may be null
   uint64_t boot_id_;          // log-key uniqueness across restarts
   std::atomic<uint64_t> log_seq_{0};
-  std::unique_ptr<CounterCache> counters_;
+  std::unique_ptr<HotTable> table_;
 };
 
 }  // namespace medkit::core::poll

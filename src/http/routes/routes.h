@@ -16,6 +16,7 @@ void RegisterEngagementRoutes(Router& router);  // json_store, accumulate, rank
 void RegisterCodeRoutes(Router& router);        // codes, codes/*
 void RegisterUserRoutes(Router& router);        // user_ids
 void RegisterDatastreamRoutes(Router& router);  // datastream
+void RegisterMessagingRoutes(Router& router);   // broadcast, extension_broadcast, whisper_self, ...
 
 inline constexpr const char* kApiPrefix = "/v1/e/";
 
