@@ -206,6 +206,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
     }
     topics_.clear();
     hub_.sessions.erase(this);
+    if (hub_.draining && hub_.sessions.empty()) hub_.drain_timer.cancel();
     Gauge().fetch_sub(1, std::memory_order_relaxed);
     queue_.clear();
     queued_bytes_ = 0;
