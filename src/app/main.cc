@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -20,7 +22,17 @@ namespace {
 
 using medkit::app::AppConfig;
 
+// Viewer sockets are long-lived: let the process hold as many descriptors as it may.
+void RaiseDescriptorLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) spdlog::warn("cannot raise the descriptor limit");
+  }
+}
+
 int Serve(AppConfig config, bool stage_given) {
+  RaiseDescriptorLimit();
   std::string cli_stage = config.stage;
   if (auto loaded = medkit::app::LoadConfigFile(config); !loaded) {
     spdlog::critical("{}", loaded.error().message);
