@@ -22,6 +22,7 @@
 #include "core/datastream/datastream_service.h"
 #include "core/gamecode/code_service.h"
 #include "core/gamecode/poll_winners.h"
+#include "core/gamelink/gamelink_service.h"
 #include "core/users/user_directory.h"
 #include "core/poll/poll_service.h"
 #include "core/trivia/trivia_service.h"
@@ -31,7 +32,7 @@
 #include "http/router.h"
 #include "http/routes/routes.h"
 #include "http/server.h"
-#include "http/viewer_hub.h"
+#include "http/socket_hub.h"
 #include "storage/memory_store.h"
 #include "storage/metered_store.h"
 #include "storage/rocksdb_store.h"
@@ -61,9 +62,10 @@ struct App::Impl {
   std::unique_ptr<core::broadcast::MessagingService> messaging;
   http::Services services;
   std::unique_ptr<http::Router> router;
-  std::unique_ptr<http::ViewerHub> hub;  // before the server, which refers to it
+  std::unique_ptr<http::SocketHub> hub;  // before the server, which refers to it
+  std::unique_ptr<core::gamelink::GameLinkService> gamelink;  // publishes through hub
   std::unique_ptr<http::Server> server;
-  // Background ticker: sends the throttled vote updates (ViewerFanout::Tick).
+  // Background ticker: throttled vote updates (ViewerFanout::Tick), timed GameLink poll pushes.
   std::thread ticker;
   std::mutex ticker_mu;
   std::condition_variable ticker_cv;
@@ -208,16 +210,27 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   impl->services.messaging = impl->messaging.get();
   impl->services.fanout = impl->fanout.get();
   const auto& m = config.messaging;
-  http::ViewerHubOptions hub_options;
+  http::SocketHubOptions hub_options;
   hub_options.pusher = m.pusher < 0 ? auth_options.stage == core::auth::Stage::kSandbox
                                     : m.pusher > 0;
   hub_options.native_stream = m.native_stream;
   hub_options.queue_bytes = m.socket_queue_bytes;
   hub_options.ping_seconds = m.ping_seconds;
   hub_options.idle_timeout_seconds = config.idle_timeout_seconds;
-  if (hub_options.pusher || hub_options.native_stream) {
-    impl->hub = std::make_unique<http::ViewerHub>(hub_options, *impl->auth, clock);
-    impl->fanout->AddSink(impl->hub.get());
+  impl->hub = std::make_unique<http::SocketHub>(hub_options, *impl->auth, clock);
+  impl->fanout->AddSink(impl->hub.get());
+  if (config.gamelink) {
+    core::gamelink::GameLinkDeps deps;
+    deps.auth = impl->auth.get();
+    deps.documents = impl->documents.get();
+    deps.polls = impl->polls.get();
+    deps.messaging = impl->messaging.get();
+    deps.clock = &clock;
+    core::gamelink::GameLinkLimits gl_limits;
+    gl_limits.max_json_depth = config.limits.max_depth;
+    impl->gamelink = std::make_unique<core::gamelink::GameLinkService>(
+        std::move(deps), gl_limits, &impl->events, impl->hub.get());
+    impl->hub->SetGameLink(impl->gamelink.get());
   }
 
   impl->services.auth = impl->auth.get();
@@ -264,10 +277,8 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   http::RegisterMessagingRoutes(*impl->router);
   impl->router->Freeze();
   AddStoreMetrics(*impl->router, *impl->store);
-  if (impl->hub) {
-    impl->router->metrics().AddProvider(
-        [hub = impl->hub.get()](std::string& out) { hub->AppendMetrics(out); });
-  }
+  impl->router->metrics().AddProvider(
+      [hub = impl->hub.get()](std::string& out) { hub->AppendMetrics(out); });
   impl->router->metrics().AddProvider([fanout = impl->fanout.get()](std::string& out) {
     auto c = fanout->counts();
     out += "# HELP medkit_viewer_events_total Viewer messages made by the fanout.\n";
@@ -302,10 +313,11 @@ void App::Run() {
   Impl* raw = impl_.get();
   impl_->ticker = std::thread([raw] {
     std::unique_lock lock(raw->ticker_mu);
-    while (!raw->ticker_cv.wait_for(lock, std::chrono::milliseconds(250),
+    while (!raw->ticker_cv.wait_for(lock, std::chrono::milliseconds(100),
                                     [raw] { return raw->ticker_stop; })) {
       lock.unlock();
       raw->fanout->Tick();
+      if (raw->gamelink) raw->gamelink->Tick();
       lock.lock();
     }
   });

@@ -106,7 +106,7 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
   static const char* kKnown[] = {"extensions",      "signing_key", "limits", "state_ttl_seconds",
                                  "sandbox_token_ttl_seconds", "idle_timeout_seconds",
                                  "sync_writes",     "stage", "document_cache_bytes",
-                                 "messaging"};
+                                 "messaging", "gamelink"};
   for (const auto& kv : o) {
     bool known = false;
     for (const char* k : kKnown) known = known || kv.key() == k;
@@ -159,6 +159,7 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
     if (!it->value().is_bool()) return Bad("sync_writes must be true or false");
     config.sync_writes = it->value().get_bool();
   }
+  if (auto r = ReadBool(o, "gamelink", config.gamelink); !r) return r;
   if (auto it = o.find("messaging"); it != o.end()) {
     if (auto r = ReadMessaging(it->value(), config.messaging); !r) return r;
   }

@@ -59,6 +59,7 @@ struct AppConfig {
   bool sync_writes = false;  // fsync every write (survives OS crash, much slower)
   size_t document_cache_bytes = 64 * 1024 * 1024;  // read cache of documents; 0 disables
   MessagingConfig messaging;
+  bool gamelink = true;  // GameLink sockets at /<version>/<client_id> on the REST port
 };
 
 // Reads the JSON config file named in config.config_file (if any) into config. Keys the file

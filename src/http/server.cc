@@ -21,7 +21,7 @@
 #include "http/error_map.h"
 #include "http/message.h"
 #include "http/router.h"
-#include "http/viewer_hub.h"
+#include "http/socket_hub.h"
 #include "http/ws/hub_internal.h"
 
 namespace medkit::http {
@@ -71,7 +71,7 @@ class Connection;
 
 struct Worker {
   asio::io_context ioc{1};
-  WorkerHub* hub = nullptr;  // viewer streams on this thread (owned by the ViewerHub)
+  WorkerHub* hub = nullptr;  // viewer streams on this thread (owned by the SocketHub)
   std::optional<tcp::acceptor> acceptor;
   std::optional<asio::steady_timer> ticker;
   std::unordered_set<Connection*> connections;  // touched only on this worker's thread
@@ -341,7 +341,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool keep_alive = msg.keep_alive();
 
     if (worker_.hub != nullptr && !worker_.draining) {
-      ViewerHub::Impl& hub = worker_.hub->hub;
+      SocketHub::Impl& hub = worker_.hub->hub;
       StreamKind kind = hub.Classify(req, upgrade);
       if (kind != StreamKind::kNone) {
         auto stream = hub.Prepare(kind, req, ws_key, ws_version);

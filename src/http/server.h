@@ -15,7 +15,7 @@
 namespace medkit::http {
 
 class Router;
-class ViewerHub;
+class SocketHub;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1";
@@ -25,7 +25,7 @@ struct ServerOptions {
   size_t max_body_bytes = 1024 * 1024;   // 413 beyond
   int idle_timeout_seconds = 120;        // a connection with nothing to do is closed
   int shutdown_grace_seconds = 10;       // Stop(): in-flight work gets this long
-  ViewerHub* hub = nullptr;  // viewer streams (Pusher, native WebSocket, SSE); null: none
+  SocketHub* hub = nullptr;  // viewer streams (Pusher, native WebSocket, SSE); null: none
 };
 
 class Server {

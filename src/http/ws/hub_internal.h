@@ -1,5 +1,5 @@
-// ViewerHub internals shared by server.cc (which hands upgraded sockets over) and
-// viewer_hub.cc (which runs them). Includes Asio: include only from those two files.
+// SocketHub internals shared by server.cc (which hands upgraded sockets over) and
+// ws/socket_hub.cc (which runs them). Includes Asio: include only from those two files.
 #pragma once
 
 #include <atomic>
@@ -17,7 +17,7 @@
 #include "core/auth/identity.h"
 #include "core/result.h"
 #include "http/message.h"
-#include "http/viewer_hub.h"
+#include "http/socket_hub.h"
 
 namespace medkit::http {
 
@@ -25,21 +25,22 @@ namespace ws {
 class StreamSession;
 }
 
-enum class StreamKind { kNone, kPusher, kNativeWs, kSse };
+enum class StreamKind { kNone, kPusher, kNativeWs, kSse, kGameLink };
 
 // What Prepare() found out about a request that opens a stream.
 struct StreamRequest {
   StreamKind kind = StreamKind::kNone;
   core::auth::Identity who;  // native streams only
+  std::string client_id;     // GameLink: from the path
   std::string accept_key;    // Sec-WebSocket-Accept (WebSocket kinds)
 };
 
 // The sockets of one event-loop thread. Touched only on that thread.
 struct WorkerHub {
-  WorkerHub(ViewerHub::Impl& hub, boost::asio::io_context& ioc, int index)
+  WorkerHub(SocketHub::Impl& hub, boost::asio::io_context& ioc, int index)
       : hub(hub), ioc(ioc), index(index), ticker(ioc), drain_timer(ioc) {}
 
-  ViewerHub::Impl& hub;
+  SocketHub::Impl& hub;
   boost::asio::io_context& ioc;
   int index;
   boost::asio::steady_timer ticker;
@@ -50,11 +51,11 @@ struct WorkerHub {
   std::unordered_map<std::string, std::unordered_set<ws::StreamSession*>> topics;
 };
 
-struct ViewerHub::Impl {
-  Impl(ViewerHubOptions o, const core::auth::Authenticator& a, const core::Clock& c)
+struct SocketHub::Impl {
+  Impl(SocketHubOptions o, const core::auth::Authenticator& a, const core::Clock& c)
       : options(o), auth(a), clock(c) {}
 
-  ViewerHubOptions options;
+  SocketHubOptions options;
   const core::auth::Authenticator& auth;
   const core::Clock& clock;
 
@@ -64,6 +65,8 @@ struct ViewerHub::Impl {
   std::atomic<int64_t> pusher_sockets{0};
   std::atomic<int64_t> native_sockets{0};
   std::atomic<int64_t> sse_streams{0};
+  std::atomic<int64_t> game_sockets{0};
+  core::gamelink::GameLinkService* gamelink = nullptr;  // set before listening
   std::atomic<uint64_t> messages{0};
   std::atomic<uint64_t> frames{0};
   std::atomic<uint64_t> slow_disconnects{0};

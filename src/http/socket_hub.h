@@ -1,4 +1,4 @@
-// ViewerHub: the viewer sockets held by this server, and the ViewerSink that feeds them.
+// SocketHub: the viewer sockets held by this server, and the ViewerSink that feeds them.
 //
 // Three kinds of stream, each upgraded from a request on the REST port (see docs/api/events.md):
 //   - Pusher protocol (protocol 7) at /app/<key>: what pusher-js, and so MEDKit's listen() in
@@ -11,6 +11,8 @@
 //     and the whispers for the token's viewer only.
 //   - Server-Sent Events at GET /v1/e/events without an upgrade: the same messages as the
 //     native WebSocket, one "data:" record each.
+//   - GameLink at /<version>/<client_id> and /<version>/<projection>/<x.y.z>/<client_id>
+//     (spec 7.1): one GameLinkConnection per socket; pushes come through Publish().
 //
 // Every message is framed once per kind on the publishing thread, and the same bytes are
 // queued to every socket that should get it. Each socket has a bounded send queue: a reader
@@ -24,6 +26,7 @@
 #include <string>
 
 #include "core/broadcast/viewer_message.h"
+#include "core/gamelink/gamelink_service.h"
 
 namespace medkit::core {
 class Clock;
@@ -34,31 +37,41 @@ class Authenticator;
 
 namespace medkit::http {
 
-struct ViewerHubOptions {
+struct SocketHubOptions {
   bool pusher = true;         // serve /app/<key>
   bool native_stream = true;  // serve /v1/e/events (WebSocket and SSE)
   size_t queue_bytes = 1024 * 1024;  // per socket: queued, unwritten bytes before disconnect
   int ping_seconds = 30;             // WebSocket ping / SSE comment when otherwise quiet
   int idle_timeout_seconds = 120;    // nothing received (pongs count) this long: closed
+  int game_idle_timeout_seconds = 600;  // the same for GameLink sockets (spec 7.1: >= 10 min)
+  size_t game_max_message_bytes = 2 * 1024 * 1024;  // a game's request (metadata logos are big)
   size_t max_subscriptions = 64;     // Pusher channels per socket
 };
 
-class ViewerHub final : public core::broadcast::ViewerSink {
+class SocketHub final : public core::broadcast::ViewerSink,
+                        public core::gamelink::GamePublisher {
  public:
   // auth and clock must outlive the hub.
-  ViewerHub(ViewerHubOptions options, const core::auth::Authenticator& auth,
+  SocketHub(SocketHubOptions options, const core::auth::Authenticator& auth,
             const core::Clock& clock);
-  ~ViewerHub() override;
-  ViewerHub(const ViewerHub&) = delete;
-  ViewerHub& operator=(const ViewerHub&) = delete;
+  ~SocketHub() override;
+  SocketHub(const SocketHub&) = delete;
+  SocketHub& operator=(const SocketHub&) = delete;
 
   // Thread-safe; returns at once (the sockets' threads do the writing).
   void Deliver(const core::broadcast::ViewerMessagePtr& message) override;
+
+  // GameLink: serve game sockets with this protocol (set before the server listens; null:
+  // no GameLink). Publish() frames a push once and queues it to every subscribed game socket.
+  void SetGameLink(core::gamelink::GameLinkService* service);
+  void Publish(const std::string& topic, std::string envelope) override;
+  bool Active() const override;
 
   struct Counts {
     int64_t pusher_sockets = 0;
     int64_t native_sockets = 0;
     int64_t sse_streams = 0;
+    int64_t game_sockets = 0;
     uint64_t messages = 0;          // messages delivered to the hub
     uint64_t frames = 0;            // frames queued to sockets (one per socket per part)
     uint64_t slow_disconnects = 0;  // sockets closed for falling behind
@@ -68,7 +81,7 @@ class ViewerHub final : public core::broadcast::ViewerSink {
   // Prometheus text for /metrics.
   void AppendMetrics(std::string& out) const;
 
-  const ViewerHubOptions& options() const;
+  const SocketHubOptions& options() const;
 
   struct Impl;  // defined in http/ws/hub_internal.h (Asio inside)
   Impl& impl() { return *impl_; }

@@ -1,4 +1,4 @@
-// ViewerHub: viewer streams (Pusher protocol, native WebSocket, SSE) on the server's threads.
+// SocketHub: viewer streams (Pusher protocol, native WebSocket, SSE) on the server's threads.
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -14,7 +14,7 @@
 
 #include "core/auth/authenticator.h"
 #include "core/clock.h"
-#include "http/viewer_hub.h"
+#include "http/socket_hub.h"
 #include "http/ws/hub_internal.h"
 #include "http/ws/ws_frame.h"
 
@@ -80,18 +80,41 @@ bool PrintableName(std::string_view s, size_t max) {
 
 namespace ws {
 
-class StreamSession : public std::enable_shared_from_this<StreamSession> {
+class StreamSession : public std::enable_shared_from_this<StreamSession>,
+                      public core::gamelink::GameLinkOutput {
  public:
   StreamSession(tcp::socket socket, WorkerHub& hub, StreamRequest request)
       : socket_(std::move(socket)),
         hub_(hub),
         kind_(request.kind),
         who_(std::move(request.who)),
-        parser_(kind_ == StreamKind::kPusher ? kPusherMaxMessage : kNativeMaxMessage) {
+        parser_(MaxMessage(request.kind, hub.hub.options)) {
     last_rx_s_ = last_tx_s_ = SteadySeconds();
     socket_id_ = std::to_string(hub_.index + 1) + "." + std::to_string(hub_.next_socket++);
     Gauge().fetch_add(1, std::memory_order_relaxed);
+    if (kind_ == StreamKind::kGameLink) {
+      game_ = std::make_unique<core::gamelink::GameLinkConnection>(*hub_.hub.gamelink,
+                                                                   request.client_id, *this);
+    }
   }
+
+  static size_t MaxMessage(StreamKind kind, const SocketHubOptions& o) {
+    switch (kind) {
+      case StreamKind::kPusher:
+        return kPusherMaxMessage;
+      case StreamKind::kGameLink:
+        return o.game_max_message_bytes;
+      default:
+        return kNativeMaxMessage;
+    }
+  }
+
+  // GameLinkOutput (called from game_ on this socket's thread).
+  void Send(std::string envelope) override {
+    SendRaw(std::make_shared<const std::string>(EncodeFrame(Opcode::kText, envelope)));
+  }
+  void Subscribe(const std::string& topic) override { AddTopic(topic); }
+  void Unsubscribe(const std::string& topic) override { RemoveTopic(topic); }
 
   void Start(std::string preface, std::string leftover, const std::string& accept_key) {
     hub_.sessions.insert(this);
@@ -106,7 +129,9 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
               "Sec-WebSocket-Accept: " + accept_key + "\r\n\r\n";
     }
     SendRaw(std::make_shared<const std::string>(std::move(head)));
-    if (kind_ == StreamKind::kPusher) {
+    if (kind_ == StreamKind::kGameLink) {
+      // GameLink has no greeting: the game speaks first (authenticate).
+    } else if (kind_ == StreamKind::kPusher) {
       std::string data = "{\"socket_id\":\"" + socket_id_ + "\",\"activity_timeout\":" +
                          std::to_string(kPusherActivityTimeout) + "}";
       SendText("{\"event\":\"pusher:connection_established\",\"data\":" + Quote(data) + "}");
@@ -129,7 +154,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
   }
 
   // Queues bytes for this socket; a socket that has fallen too far behind is dropped.
-  void Send(const Bytes& bytes) {
+  void SendShared(const Bytes& bytes) {
     if (closed_ || closing_) return;
     if (queued_bytes_ + bytes->size() > hub_.hub.options.queue_bytes) {
       hub_.hub.slow_disconnects.fetch_add(1, std::memory_order_relaxed);
@@ -166,11 +191,13 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
     const auto& o = hub_.hub.options;
     int idle = std::max(o.idle_timeout_seconds, 3 * o.ping_seconds);
     if (kind_ == StreamKind::kPusher) idle = std::max(idle, kPusherActivityTimeout + 30);
+    if (kind_ == StreamKind::kGameLink) idle = std::max(idle, o.game_idle_timeout_seconds);
     if (kind_ != StreamKind::kSse && now_s - last_rx_s_ >= idle) {
       Close(kCloseGoingAway, "idle");
       return;
     }
-    if (kind_ != StreamKind::kPusher && who_.expires_at_s > 0 && now_wall_s >= who_.expires_at_s) {
+    if ((kind_ == StreamKind::kNativeWs || kind_ == StreamKind::kSse) && who_.expires_at_s > 0 &&
+        now_wall_s >= who_.expires_at_s) {
       Close(4001, "token expired");
       return;
     }
@@ -192,6 +219,8 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
         return hub_.hub.pusher_sockets;
       case StreamKind::kSse:
         return hub_.hub.sse_streams;
+      case StreamKind::kGameLink:
+        return hub_.hub.game_sockets;
       default:
         return hub_.hub.native_sockets;
     }
@@ -212,17 +241,18 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
     queued_bytes_ = 0;
   }
 
-  bool Subscribe(const std::string& topic) {
+  bool AddTopic(const std::string& topic) {
     for (const auto& t : topics_) {
       if (t == topic) return true;
     }
-    if (topics_.size() >= hub_.hub.options.max_subscriptions + 4) return false;
+    size_t cap = kind_ == StreamKind::kGameLink ? SIZE_MAX : hub_.hub.options.max_subscriptions + 4;
+    if (topics_.size() >= cap) return false;
     topics_.push_back(topic);
     hub_.topics[topic].insert(this);
     return true;
   }
 
-  void Unsubscribe(const std::string& topic) {
+  void RemoveTopic(const std::string& topic) {
     for (size_t i = 0; i < topics_.size(); ++i) {
       if (topics_[i] != topic) continue;
       topics_.erase(topics_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -237,15 +267,15 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
 
   void SubscribeNative() {
     if (!who_.channel_id.empty()) {
-      Subscribe(NativeTopic(who_.client_id, who_.channel_id));
+      AddTopic(NativeTopic(who_.client_id, who_.channel_id));
       if (!who_.opaque_user_id.empty()) {
-        Subscribe(NativeTopic(who_.client_id, who_.channel_id, "whisper-" + who_.opaque_user_id));
+        AddTopic(NativeTopic(who_.client_id, who_.channel_id, "whisper-" + who_.opaque_user_id));
       }
       if (!who_.user_id.empty() && who_.user_id != who_.opaque_user_id) {
-        Subscribe(NativeTopic(who_.client_id, who_.channel_id, "whisper-" + who_.user_id));
+        AddTopic(NativeTopic(who_.client_id, who_.channel_id, "whisper-" + who_.user_id));
       }
     }
-    Subscribe(NativeTopic(who_.client_id, "*"));
+    AddTopic(NativeTopic(who_.client_id, "*"));
   }
 
   void SendText(std::string_view text) {
@@ -292,7 +322,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
 
   void Read() {
     if (in_len_ == in_.size()) {
-      size_t cap = (kind_ == StreamKind::kPusher ? kPusherMaxMessage : kNativeMaxMessage) + 64;
+      size_t cap = MaxMessage(kind_, hub_.hub.options) + 64;
       if (kind_ == StreamKind::kSse || in_.size() >= 2 * cap) {
         in_len_ = 0;  // SSE clients send nothing we read; drop whatever it is
       } else {
@@ -346,6 +376,8 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
         break;
       } else if (kind == FrameParser::Kind::kMessage && kind_ == StreamKind::kPusher) {
         OnPusherMessage(payload);
+      } else if (kind == FrameParser::Kind::kMessage && game_) {
+        game_->OnMessage(payload);
       }
       // Pongs and native-stream text are read and ignored.
     }
@@ -398,14 +430,14 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
       } else if (channel.rfind("private-", 0) == 0 || channel.rfind("presence-", 0) == 0) {
         SendText("{\"event\":\"pusher:subscription_error\",\"channel\":" + Quote(channel) +
                  ",\"data\":" + Quote(R"({"type":"AuthError","error":"only public channels are served","status":403})") + "}");
-      } else if (!Subscribe(PusherTopic(channel))) {
+      } else if (!AddTopic(PusherTopic(channel))) {
         PusherError("Too many subscriptions", 4100);
       } else {
         SendText("{\"event\":\"pusher_internal:subscription_succeeded\",\"channel\":" +
                  Quote(channel) + ",\"data\":\"{}\"}");
       }
     } else if (name == "pusher:unsubscribe") {
-      Unsubscribe(PusherTopic(channel_of()));
+      RemoveTopic(PusherTopic(channel_of()));
     } else if (name.substr(0, 7) == "client-") {
       PusherError("Client events are not supported", 4301);
     } else {
@@ -426,6 +458,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession> {
   std::vector<asio::const_buffer> buffers_;
   size_t queued_bytes_ = 0;  // queued + in flight
   std::vector<std::string> topics_;
+  std::unique_ptr<core::gamelink::GameLinkConnection> game_;  // GameLink sockets only
   bool writing_ = false;
   bool closing_ = false;
   bool closed_ = false;
@@ -458,7 +491,7 @@ void DeliverOnWorker(WorkerHub& w, const Outgoing& out) {
     if (it != w.topics.end()) {
       std::vector<ws::StreamSession*> targets(it->second.begin(), it->second.end());
       for (auto* s : targets) {
-        for (const auto& f : out.pusher_frames) s->Send(f);
+        for (const auto& f : out.pusher_frames) s->SendShared(f);
         frames += out.pusher_frames.size();
       }
     }
@@ -469,9 +502,9 @@ void DeliverOnWorker(WorkerHub& w, const Outgoing& out) {
       std::vector<ws::StreamSession*> targets(it->second.begin(), it->second.end());
       for (auto* s : targets) {
         if (s->kind() == StreamKind::kSse) {
-          if (out.sse_record) s->Send(out.sse_record);
+          if (out.sse_record) s->SendShared(out.sse_record);
         } else if (out.native_frame) {
-          s->Send(out.native_frame);
+          s->SendShared(out.native_frame);
         }
         ++frames;
       }
@@ -482,7 +515,7 @@ void DeliverOnWorker(WorkerHub& w, const Outgoing& out) {
 
 }  // namespace
 
-WorkerHub& ViewerHub::Impl::AddWorker(asio::io_context& ioc) {
+WorkerHub& SocketHub::Impl::AddWorker(asio::io_context& ioc) {
   std::unique_lock lock(mu);
   workers.push_back(std::make_unique<WorkerHub>(*this, ioc, static_cast<int>(workers.size())));
   WorkerHub& w = *workers.back();
@@ -490,14 +523,53 @@ WorkerHub& ViewerHub::Impl::AddWorker(asio::io_context& ioc) {
   return w;
 }
 
-void ViewerHub::Impl::DetachWorkers() {
+void SocketHub::Impl::DetachWorkers() {
   std::unique_lock lock(mu);
   workers.clear();
 }
 
-StreamKind ViewerHub::Impl::Classify(const Request& request, bool upgrade) const {
+namespace {
+
+bool IsVersion(std::string_view s) {  // "<major>.<minor>.<patch>"
+  int dots = 0;
+  if (s.empty() || s.size() > 32) return false;
+  for (char c : s) {
+    if (c == '.') {
+      ++dots;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 2 && s.front() != '.' && s.back() != '.';
+}
+
+// GameLink paths (7.1): /<version>/<client_id> and /<version>/<projection>/<x.y.z>/<client_id>.
+// Returns the client id, or "" when path is not one of them.
+std::string GameLinkClient(std::string_view path) {
+  std::vector<std::string_view> parts;
+  size_t start = 1;
+  if (path.empty() || path[0] != '/') return {};
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    parts.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  bool plain = parts.size() == 2 && IsVersion(parts[0]);
+  bool projected = parts.size() == 4 && IsVersion(parts[0]) && !parts[1].empty() &&
+                   IsVersion(parts[2]);
+  if (!plain && !projected) return {};
+  std::string_view client = parts.back();
+  if (client.empty() || client.size() > 100) return {};
+  return std::string(client);
+}
+
+}  // namespace
+
+StreamKind SocketHub::Impl::Classify(const Request& request, bool upgrade) const {
   if (request.method != Method::kGet) return StreamKind::kNone;
   const std::string& path = request.path;
+  if (upgrade && gamelink != nullptr && !GameLinkClient(path).empty()) return StreamKind::kGameLink;
   if (upgrade && options.pusher && path.rfind("/app/", 0) == 0 && path.size() > 5) {
     return StreamKind::kPusher;
   }
@@ -507,7 +579,7 @@ StreamKind ViewerHub::Impl::Classify(const Request& request, bool upgrade) const
   return StreamKind::kNone;
 }
 
-core::Result<StreamRequest> ViewerHub::Impl::Prepare(StreamKind kind, const Request& request,
+core::Result<StreamRequest> SocketHub::Impl::Prepare(StreamKind kind, const Request& request,
                                                      std::string_view ws_key,
                                                      std::string_view ws_version) const {
   StreamRequest out;
@@ -522,7 +594,8 @@ core::Result<StreamRequest> ViewerHub::Impl::Prepare(StreamKind kind, const Requ
     }
     out.accept_key = ws::AcceptKey(ws_key);
   }
-  if (kind != StreamKind::kPusher) {
+  if (kind == StreamKind::kGameLink) out.client_id = GameLinkClient(request.path);
+  if (kind == StreamKind::kNativeWs || kind == StreamKind::kSse) {
     std::string authorization = request.authorization;
     if (authorization.empty()) {
       auto client = request.Query("client_id");
@@ -540,7 +613,7 @@ core::Result<StreamRequest> ViewerHub::Impl::Prepare(StreamKind kind, const Requ
   return out;
 }
 
-void ViewerHub::Impl::Adopt(WorkerHub& worker, tcp::socket socket, StreamRequest request,
+void SocketHub::Impl::Adopt(WorkerHub& worker, tcp::socket socket, StreamRequest request,
                             std::string preface, std::string leftover) {
   if (worker.draining) {
     error_code ec;
@@ -552,7 +625,7 @@ void ViewerHub::Impl::Adopt(WorkerHub& worker, tcp::socket socket, StreamRequest
   session->Start(std::move(preface), std::move(leftover), accept_key);
 }
 
-void ViewerHub::Impl::Drain(WorkerHub& worker) {
+void SocketHub::Impl::Drain(WorkerHub& worker) {
   worker.draining = true;
   worker.ticker.cancel();
   std::vector<ws::StreamSession*> all(worker.sessions.begin(), worker.sessions.end());
@@ -569,15 +642,15 @@ void ViewerHub::Impl::Drain(WorkerHub& worker) {
   });
 }
 
-ViewerHub::ViewerHub(ViewerHubOptions options, const core::auth::Authenticator& auth,
+SocketHub::SocketHub(SocketHubOptions options, const core::auth::Authenticator& auth,
                      const core::Clock& clock)
     : impl_(std::make_unique<Impl>(options, auth, clock)) {}
 
-ViewerHub::~ViewerHub() = default;
+SocketHub::~SocketHub() = default;
 
-const ViewerHubOptions& ViewerHub::options() const { return impl_->options; }
+const SocketHubOptions& SocketHub::options() const { return impl_->options; }
 
-void ViewerHub::Deliver(const ViewerMessagePtr& message) {
+void SocketHub::Deliver(const ViewerMessagePtr& message) {
   Impl& h = *impl_;
   h.messages.fetch_add(1, std::memory_order_relaxed);
   const bool pusher = h.pusher_sockets.load(std::memory_order_relaxed) > 0;
@@ -621,12 +694,36 @@ void ViewerHub::Deliver(const ViewerMessagePtr& message) {
   }
 }
 
-ViewerHub::Counts ViewerHub::counts() const {
+void SocketHub::SetGameLink(core::gamelink::GameLinkService* service) { impl_->gamelink = service; }
+
+bool SocketHub::Active() const { return impl_->game_sockets.load(std::memory_order_relaxed) > 0; }
+
+void SocketHub::Publish(const std::string& topic, std::string envelope) {
+  Impl& h = *impl_;
+  if (h.game_sockets.load(std::memory_order_relaxed) == 0) return;
+  auto frame = std::make_shared<const std::string>(ws::EncodeFrame(ws::Opcode::kText, envelope));
+  auto shared_topic = std::make_shared<const std::string>(topic);
+  std::shared_lock lock(h.mu);
+  for (const auto& w : h.workers) {
+    WorkerHub* worker = w.get();
+    asio::post(worker->ioc, [worker, frame, shared_topic] {
+      if (worker->draining) return;
+      auto it = worker->topics.find(*shared_topic);
+      if (it == worker->topics.end()) return;
+      std::vector<ws::StreamSession*> targets(it->second.begin(), it->second.end());
+      for (auto* s : targets) s->SendShared(frame);
+      worker->hub.frames.fetch_add(targets.size(), std::memory_order_relaxed);
+    });
+  }
+}
+
+SocketHub::Counts SocketHub::counts() const {
   const Impl& h = *impl_;
   Counts c;
   c.pusher_sockets = h.pusher_sockets.load();
   c.native_sockets = h.native_sockets.load();
   c.sse_streams = h.sse_streams.load();
+  c.game_sockets = h.game_sockets.load();
   c.messages = h.messages.load();
   c.frames = h.frames.load();
   c.slow_disconnects = h.slow_disconnects.load();
@@ -634,13 +731,16 @@ ViewerHub::Counts ViewerHub::counts() const {
   return c;
 }
 
-void ViewerHub::AppendMetrics(std::string& out) const {
+void SocketHub::AppendMetrics(std::string& out) const {
   Counts c = counts();
   out += "# HELP medkit_viewer_sockets Open viewer streams by kind.\n";
   out += "# TYPE medkit_viewer_sockets gauge\n";
   out += "medkit_viewer_sockets{kind=\"pusher\"} " + std::to_string(c.pusher_sockets) + "\n";
   out += "medkit_viewer_sockets{kind=\"websocket\"} " + std::to_string(c.native_sockets) + "\n";
   out += "medkit_viewer_sockets{kind=\"sse\"} " + std::to_string(c.sse_streams) + "\n";
+  out += "# HELP medkit_gamelink_sockets Open GameLink connections.\n";
+  out += "# TYPE medkit_gamelink_sockets gauge\n";
+  out += "medkit_gamelink_sockets " + std::to_string(c.game_sockets) + "\n";
   out += "# HELP medkit_viewer_messages_total Viewer messages delivered to the sockets.\n";
   out += "# TYPE medkit_viewer_messages_total counter\n";
   out += "medkit_viewer_messages_total " + std::to_string(c.messages) + "\n";
