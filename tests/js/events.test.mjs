@@ -10,29 +10,7 @@ import net from 'node:net';
 import {WebSocket} from 'undici';
 import {startServer, CLIENT_ID} from './lib/server.mjs';
 import {tokenFactory, randomSecret, prodConfig, PROD_CLIENT, PROD_OWNER} from './lib/roles.mjs';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what, predicate, timeoutMs = 10000) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await predicate()) return;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-// A native WebSocket client collecting parsed messages; resolves once "ready" arrived.
-async function nativeSocket(srv, token, clientId = CLIENT_ID) {
-  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/e/events?client_id=${clientId}&token=${token}`);
-  const messages = [];
-  const closed = new Promise((resolve) => { ws.onclose = (e) => resolve(e); });
-  ws.onmessage = (e) => messages.push(JSON.parse(e.data));
-  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
-  await waitFor('ready', () => messages.length > 0);
-  assert.equal(messages[0].event, 'ready');
-  messages.shift();
-  return {ws, messages, closed, events: () => messages.map((m) => m.event)};
-}
+import {sleep, waitFor, nativeSocket} from './lib/streams.mjs';
 
 // An SSE reader: records data records (parsed) and ids.
 async function sseStream(srv, token, clientId = CLIENT_ID) {

@@ -18,6 +18,7 @@ import {JSDOM} from 'jsdom';
 import {WebSocket} from 'undici';
 import {startServer, CLIENT_ID} from './lib/server.mjs';
 import {openUser, closeAllUsers} from './lib/medkit_client.mjs';
+import {sleep, waitFor} from './lib/streams.mjs';
 
 const require = createRequire(import.meta.url);
 let srv;
@@ -26,16 +27,6 @@ const inbox = {};  // `${user}:${event}` -> [data...]
 let tokens = {};
 
 const plain = (v) => (v === undefined ? v : JSON.parse(JSON.stringify(v)));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what, predicate, timeoutMs = 10000) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (predicate()) return;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 // Records every delivery of `event` to `user` (optionally a whisper to whisperId).
 function record(user, event, whisperId) {
