@@ -304,9 +304,12 @@ core::Result<uint16_t> App::Listen() {
   options.max_header_bytes = impl_->config.max_header_bytes;
   options.idle_timeout_seconds = impl_->config.idle_timeout_seconds;
   options.hub = impl_->hub.get();
+  options.extra_port = impl_->config.gamelink_port;
   impl_->server = std::make_unique<http::Server>(options, *impl_->router);
   return impl_->server->Listen();
 }
+
+int App::gamelink_port() const { return impl_->server ? impl_->server->extra_port() : -1; }
 
 void App::Run() {
   impl_->server->StopOnSignals();

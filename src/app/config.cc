@@ -200,6 +200,9 @@ core::Result<void> Validate(const AppConfig& config) {
     return Bad("store must be rocksdb or memory, not \"" + config.store + "\"");
   }
   if (config.port < 0 || config.port > 65535) return Bad("port out of range");
+  if (config.gamelink_port < -1 || config.gamelink_port > 65535) {
+    return Bad("gamelink port out of range");
+  }
   if (config.limits.max_depth < 2 || config.limits.max_depth > 1000) {
     return Bad("limits.json_depth must be between 2 and 1000");
   }

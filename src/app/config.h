@@ -39,6 +39,7 @@ struct AppConfig {
   std::string stage = "sandbox";  // sandbox | production
   std::string listen = "127.0.0.1";
   int port = 5000;
+  int gamelink_port = -1;  // a second listener (GameLink's usual 5051); -1: none, 0: a free one
   std::string data_dir = "./data";
   std::string store = "rocksdb";  // rocksdb | memory
   std::string config_file;

@@ -55,6 +55,9 @@ int Serve(AppConfig config, bool stage_given) {
                config.store == "rocksdb" ? " at " + config.data_dir : std::string());
   // A plain line that scripts and tests wait for.
   std::printf("listening on %s\n", url.c_str());
+  if (int gl = (*app)->gamelink_port(); gl >= 0) {
+    std::printf("gamelink listening on ws://%s:%d\n", config.listen.c_str(), gl);
+  }
   std::fflush(stdout);
   (*app)->Run();
   spdlog::info("stopped");
@@ -137,6 +140,9 @@ int main(int argc, char** argv) {
                         ->envname("MEDKIT_STAGE");
   serve->add_option("--listen", config.listen, "Address to listen on")->envname("MEDKIT_LISTEN");
   serve->add_option("--port", config.port, "Port (0 picks a free one)")->envname("MEDKIT_PORT");
+  serve->add_option("--gamelink-port", config.gamelink_port,
+                    "A second port, for GameLink's usual 5051 (0 picks a free one)")
+      ->envname("MEDKIT_GAMELINK_PORT");
   serve->add_option("--data-dir", config.data_dir, "RocksDB data directory")
       ->envname("MEDKIT_DATA_DIR");
   serve->add_option("--store", config.store, "rocksdb or memory")->envname("MEDKIT_STORE");

@@ -72,7 +72,7 @@ class Connection;
 struct Worker {
   asio::io_context ioc{1};
   WorkerHub* hub = nullptr;  // viewer streams on this thread (owned by the SocketHub)
-  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;  // the port, and the extra one
   std::optional<asio::steady_timer> ticker;
   std::unordered_set<Connection*> connections;  // touched only on this worker's thread
   std::vector<std::shared_ptr<Connection>> awaiting_flush;  // responses ready, not yet durable
@@ -104,7 +104,7 @@ struct Server::Impl {
   bool finished = false;  // guarded by mu
 
   Impl(ServerOptions o, Router& r) : options(std::move(o)), router(r) {}
-  void Accept(Worker& worker);
+  void Accept(Worker& worker, tcp::acceptor& acceptor);
   void QueueForFlush(Worker& worker, std::shared_ptr<Connection> connection);
   void Tick(Worker& worker);
   void Drain(Worker& worker);
@@ -435,8 +435,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int64_t last_active_s_ = 0;
 };
 
-void Server::Impl::Accept(Worker& worker) {
-  worker.acceptor->async_accept(worker.ioc, [this, &worker](error_code ec, tcp::socket socket) {
+void Server::Impl::Accept(Worker& worker, tcp::acceptor& acceptor) {
+  acceptor.async_accept(worker.ioc, [this, &worker, &acceptor](error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || worker.draining) return;
       // Out of descriptors or similar: retry shortly rather than spin.
@@ -444,7 +444,7 @@ void Server::Impl::Accept(Worker& worker) {
     } else if (!worker.draining) {
       std::make_shared<Connection>(std::move(socket), worker, *this)->Start();
     }
-    if (!worker.draining) Accept(worker);
+    if (!worker.draining) Accept(worker, acceptor);
   });
 }
 
@@ -478,7 +478,7 @@ void Server::Impl::Tick(Worker& worker) {
 void Server::Impl::Drain(Worker& worker) {
   worker.draining = true;
   error_code ec;
-  if (worker.acceptor) worker.acceptor->close(ec);
+  for (auto& acceptor : worker.acceptors) acceptor->close(ec);
   if (worker.ticker) worker.ticker->cancel();
   std::vector<Connection*> all(worker.connections.begin(), worker.connections.end());
   for (Connection* c : all) c->Drain();
@@ -499,30 +499,47 @@ core::Result<uint16_t> Server::Listen() {
   auto address = asio::ip::make_address(o.listen, ec);
   if (ec) return core::MakeError(core::Errc::kInvalidArgument, "bad listen address " + o.listen);
   uint16_t port = o.port;
+  int extra = o.extra_port;
   int threads = std::max(1, o.threads);
+  // Every thread listens on the same ports (SO_REUSEPORT); port 0 is resolved by the first.
+  auto bind = [&](Worker& worker, uint16_t want) -> core::Result<uint16_t> {
+    tcp::endpoint endpoint(address, want);
+    auto acceptor = std::make_unique<tcp::acceptor>(worker.ioc);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor->set_option(reuse_port(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return core::MakeError(core::Errc::kUnavailable, "cannot listen on " + o.listen + ":" +
+                                                           std::to_string(want) + ": " +
+                                                           ec.message());
+    }
+    uint16_t bound = acceptor->local_endpoint().port();
+    worker.acceptors.push_back(std::move(acceptor));
+    return bound;
+  };
   for (int i = 0; i < threads; ++i) {
     auto worker = std::make_unique<Worker>();
     worker->RefreshClock();
-    tcp::endpoint endpoint(address, port);
-    auto& acceptor = worker->acceptor.emplace(worker->ioc);
-    acceptor.open(endpoint.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.set_option(reuse_port(true), ec);
-    if (!ec) acceptor.bind(endpoint, ec);
-    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      return core::MakeError(core::Errc::kUnavailable, "cannot listen on " + o.listen + ":" +
-                                                           std::to_string(port) + ": " +
-                                                           ec.message());
+    auto bound = bind(*worker, port);
+    if (!bound) return std::move(bound).error();
+    port = *bound;
+    if (extra >= 0) {
+      auto second = bind(*worker, static_cast<uint16_t>(extra));
+      if (!second) return std::move(second).error();
+      extra = *second;
     }
-    port = acceptor.local_endpoint().port();
     worker->ticker.emplace(worker->ioc);
     if (o.hub != nullptr) worker->hub = &o.hub->impl().AddWorker(worker->ioc);
     impl_->workers.push_back(std::move(worker));
   }
   o.port = port;
+  o.extra_port = extra;
   return port;
 }
+
+int Server::extra_port() const { return impl_->options.extra_port; }
 
 void Server::StopOnSignals() {
   Worker& first = *impl_->workers.front();
@@ -536,7 +553,7 @@ void Server::StopOnSignals() {
 
 void Server::Run() {
   for (auto& w : impl_->workers) {
-    impl_->Accept(*w);
+    for (auto& acceptor : w->acceptors) impl_->Accept(*w, *acceptor);
     impl_->Tick(*w);
   }
   // Watchdog: once Stop() is called, in-flight work gets the grace period, then the loops

@@ -20,6 +20,8 @@ class SocketHub;
 struct ServerOptions {
   std::string listen = "127.0.0.1";
   uint16_t port = 5000;  // 0 picks a free port (see Listen())
+  // A second port serving the same (GameLink's 5051, so stock SDK configs work); -1: none.
+  int extra_port = -1;
   int threads = 1;
   size_t max_header_bytes = 16 * 1024;   // 431 beyond
   size_t max_body_bytes = 1024 * 1024;   // 413 beyond
@@ -35,8 +37,10 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds every thread's listener; returns the port actually bound.
+  // Binds every thread's listeners; returns the port actually bound.
   core::Result<uint16_t> Listen();
+  // The extra port actually bound (after Listen()), or -1.
+  int extra_port() const;
   // Makes SIGINT and SIGTERM call Stop(). Call before Run().
   void StopOnSignals();
   // Serves until Stop() has drained every connection. Blocks the calling thread.

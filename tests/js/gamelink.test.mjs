@@ -336,6 +336,28 @@ describe('bad input and floods', () => {
     await bystander.ok('get', 'state', {state_id: 'channel'});
   });
 
+  it('serves GameLink (and REST) on the --gamelink-port listener too', async () => {
+    const s2 = await startServer({stage: 'sandbox', extraArgs: ['--gamelink-port', '0']});
+    try {
+      await waitFor('the gamelink line', () => /gamelink listening on ws:\/\/127\.0\.0\.1:\d+/.test(s2.output()));
+      const port = Number(s2.output().match(/gamelink listening on ws:\/\/127\.0\.0\.1:(\d+)/)[1]);
+      assert.notEqual(port, s2.port);
+      const g = await openGame({port});
+      const f = tokenFactory(s2);
+      await g.authenticate(f.as('broadcaster', {channel: 'p2'}));
+      assert.deepEqual(await g.ok('set', 'state', {state_id: 'channel', state: {via: 'second port'}}),
+                       {ok: true, state: {via: 'second port'}});
+      const r = await s2.request('GET', 'channel_state', {token: f.as('viewer', {channel: 'p2', user: 'v'})});
+      assert.deepEqual(r.json, {via: 'second port'});
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assert.equal(health.status, 200);
+      g.close();
+    } finally {
+      await s2.stop();
+      s2.cleanup();
+    }
+  });
+
   it('closes game sockets with 1001 on shutdown', async () => {
     const s2 = await startServer({stage: 'sandbox'});
     const g = await openGame(s2);

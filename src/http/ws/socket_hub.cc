@@ -35,6 +35,7 @@ constexpr size_t kNativeMaxMessage = 4 * 1024;
 constexpr size_t kMaxGather = 64;
 constexpr int kPusherActivityTimeout = 120;
 constexpr int kDrainGraceMs = 2000;
+constexpr int64_t kLingerSeconds = 2;
 
 std::string Quote(std::string_view s) { return json::serialize(json::string(s)); }
 
@@ -176,6 +177,21 @@ class StreamSession : public std::enable_shared_from_this<StreamSession>,
     closing_ = true;
   }
 
+  // After our close frame: stop sending, read and drop what the peer still sends (its close
+  // frame, the rest of an oversized message) until it closes or a grace period passes, so
+  // the peer reads the close frame instead of a connection reset.
+  void Linger() {
+    if (lingering_ || closed_) return;
+    if (kind_ == StreamKind::kSse) {
+      Abort();
+      return;
+    }
+    lingering_ = true;
+    linger_since_s_ = SteadySeconds();
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+  }
+
   void Abort() {
     if (closed_) return;
     closed_ = true;
@@ -188,6 +204,10 @@ class StreamSession : public std::enable_shared_from_this<StreamSession>,
   // Once a second: pings when quiet, the idle timeout, the token's expiry.
   void Tick(int64_t now_s, int64_t now_wall_s) {
     if (closed_) return;
+    if (lingering_ || closing_) {
+      if (lingering_ && now_s - linger_since_s_ >= kLingerSeconds) Abort();
+      return;
+    }
     const auto& o = hub_.hub.options;
     int idle = std::max(o.idle_timeout_seconds, 3 * o.ping_seconds);
     if (kind_ == StreamKind::kPusher) idle = std::max(idle, kPusherActivityTimeout + 30);
@@ -291,7 +311,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession>,
 
   void Flush() {
     if (queue_.empty()) {
-      if (closing_) Abort();
+      if (closing_) Linger();
       return;
     }
     writing_ = true;
@@ -343,8 +363,8 @@ class StreamSession : public std::enable_shared_from_this<StreamSession>,
     }
     last_rx_s_ = SteadySeconds();
     in_len_ += n;
-    if (kind_ == StreamKind::kSse) {
-      in_len_ = 0;
+    if (kind_ == StreamKind::kSse || closing_ || lingering_) {
+      in_len_ = 0;  // nothing to read from SSE clients, or from a peer we are closing
     } else {
       ParseFrames();
     }
@@ -460,7 +480,9 @@ class StreamSession : public std::enable_shared_from_this<StreamSession>,
   std::vector<std::string> topics_;
   std::unique_ptr<core::gamelink::GameLinkConnection> game_;  // GameLink sockets only
   bool writing_ = false;
-  bool closing_ = false;
+  bool closing_ = false;    // a close frame is queued: nothing more is sent
+  bool lingering_ = false;  // the close frame is out: reading and dropping until EOF
+  int64_t linger_since_s_ = 0;
   bool closed_ = false;
   int64_t last_rx_s_ = 0;
   int64_t last_tx_s_ = 0;
