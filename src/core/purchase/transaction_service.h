@@ -29,7 +29,11 @@ namespace medkit::core::purchase {
 struct PurchaseLimits {
   int64_t ttl_ms = 30LL * 86400 * 1000;
   size_t max_body_bytes = 16 * 1024;
-  size_t max_listed = 10;  // GameLink get transaction: at most this many, oldest first
+  size_t max_listed = 10;  // The coin balance of a viewer (its viewer key: user_id, else opaque_user_id) in a channel.
+  Result<int64_t> CoinBalance(std::string_view client_id, std::string_view channel_id,
+                              std::string_view viewer_key);
+
+  // GameLink get transaction: at most this many, oldest first
 };
 
 // One transaction as GameLink sends it (7.5 Transaction); `json` is that object serialized.
@@ -61,6 +65,10 @@ class TransactionService {
   // must cover it. Records a transaction with currency "coins".
   Result<Transaction> PurchaseCoins(const auth::Identity& who, const boost::json::value& body,
                                     std::string_view channel_config_json);
+
+  // The coin balance of a viewer (its viewer key: user_id, else opaque_user_id) in a channel.
+  Result<int64_t> CoinBalance(std::string_view client_id, std::string_view channel_id,
+                              std::string_view viewer_key);
 
   // GameLink get transaction {"sku": <sku> | "*"}: unvalidated transactions of the channel,
   // oldest first, at most max_listed.
