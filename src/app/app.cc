@@ -22,6 +22,8 @@
 #include "core/datastream/datastream_service.h"
 #include "core/gamecode/code_service.h"
 #include "core/gamecode/poll_winners.h"
+#include "core/gamelink/link_service.h"
+#include "core/purchase/transaction_service.h"
 #include "core/users/user_directory.h"
 #include "core/poll/poll_service.h"
 #include "core/trivia/trivia_service.h"
@@ -59,6 +61,8 @@ struct App::Impl {
   std::unique_ptr<core::jsonstore::JsonStoreService> json_store;
   std::unique_ptr<core::broadcast::ViewerFanout> fanout;
   std::unique_ptr<core::broadcast::MessagingService> messaging;
+  std::unique_ptr<core::gamelink::LinkService> links;
+  std::unique_ptr<core::purchase::TransactionService> purchases;
   http::Services services;
   std::unique_ptr<http::Router> router;
   std::unique_ptr<http::ViewerHub> hub;  // before the server, which refers to it
@@ -231,6 +235,17 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
       [users = impl->users.get()](const core::auth::Identity& who) { users->Record(who); });
   impl->datastream = std::make_unique<core::datastream::DatastreamService>(
       *impl->store, clock, auth_options.stage, config.datastream, &impl->events);
+  // Game linking and purchases (spec 5.2, 5.12). Link tokens ("gl" claim) are checked against
+  // their link on every request.
+  impl->links = std::make_unique<core::gamelink::LinkService>(*impl->store, clock, *impl->auth,
+                                                              core::gamelink::LinkLimits{});
+  impl->auth->SetLinkCheck(
+      [links = impl->links.get()](core::auth::Identity& who) { return links->CheckLink(who); });
+  impl->purchases = std::make_unique<core::purchase::TransactionService>(
+      *impl->store, clock, auth_options.stage, impl->registry, core::purchase::PurchaseLimits{},
+      &impl->events);
+  impl->services.links = impl->links.get();
+  impl->services.purchases = impl->purchases.get();
   impl->services.codes = impl->codes.get();
   impl->services.users = impl->users.get();
   impl->services.datastream = impl->datastream.get();
@@ -262,6 +277,8 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   http::RegisterTriviaRoutes(*impl->router);
   http::RegisterEngagementRoutes(*impl->router);
   http::RegisterMessagingRoutes(*impl->router);
+  http::RegisterLinkRoutes(*impl->router);
+  http::RegisterPurchaseRoutes(*impl->router);
   impl->router->Freeze();
   AddStoreMetrics(*impl->router, *impl->store);
   if (impl->hub) {
