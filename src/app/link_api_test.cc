@@ -116,7 +116,8 @@ TEST_F(LinkApiTest, PendingTokenLifecycleThroughUserInfo) {
               R"({"identifier":"ext1","pin":")" + pin + R"("})"),
          200, "{}");
   EXPECT_EQ(Call("POST", "/v1/e/unauthed/validate_pin", {},
-                 R"({"identifier":"ext1","jwt":")" + token + R"("})").status,
+                 R"({"identifier":"ext1","jwt":")" + token + R"("})")
+                .status,
             401);
 
   std::string b = Token("broadcaster", "c9", "c9");
@@ -163,8 +164,9 @@ TEST_F(LinkApiTest, BitsTransactionAnswers201AndPublishes) {
   Response r = Call("POST", "/v1/e/bits/transactions", viewer, body);
   Expect(r, 201, "{}");
   EXPECT_EQ(r.content_type, "application/json");
-  Expect(Call("POST", "/v1/e/bits/transactions", viewer, body), 409,
-         R"({"reason":"transaction already recorded","info":"transactionId t-1 was recorded before"})");
+  Expect(
+      Call("POST", "/v1/e/bits/transactions", viewer, body), 409,
+      R"({"reason":"transaction already recorded","info":"transactionId t-1 was recorded before"})");
   ASSERT_EQ(recorder.Named("transaction").size(), 1u);
   EXPECT_FALSE(recorder.Named("transaction")[0].viewers);
   // Coins: 5 credited; the channel config prices the sku.

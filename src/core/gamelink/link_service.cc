@@ -163,8 +163,8 @@ struct LinkService::Impl {
   uint64_t generation = 0;                        // guarded by mu
 };
 
-LinkService::LinkService(storage::Store& store, const Clock& clock,
-                         const auth::Authenticator& auth, LinkLimits limits)
+LinkService::LinkService(storage::Store& store, const Clock& clock, const auth::Authenticator& auth,
+                         LinkLimits limits)
     : store_(store), clock_(clock), auth_(auth), limits_(limits), impl_(std::make_unique<Impl>()) {}
 
 LinkService::~LinkService() = default;

@@ -56,7 +56,8 @@ std::optional<int64_t> IntField(const json::object& o, std::string_view name) {
   }
   if (v.is_double()) {
     double d = v.get_double();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<int64_t>(d);
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15)
+      return static_cast<int64_t>(d);
     return std::nullopt;
   }
   if (v.is_string()) {
@@ -185,8 +186,10 @@ struct Record {
     Record r;
     if (const json::object* tx = ObjectField(o, "tx")) r.tx = *tx;
     r.viewer = StringField(o, "user");
-    if (auto it = o.find("v"); it != o.end() && it->value().is_bool()) r.validated = it->value().get_bool();
-    if (auto it = o.find("r"); it != o.end() && it->value().is_bool()) r.refunded = it->value().get_bool();
+    if (auto it = o.find("v"); it != o.end() && it->value().is_bool())
+      r.validated = it->value().get_bool();
+    if (auto it = o.find("r"); it != o.end() && it->value().is_bool())
+      r.refunded = it->value().get_bool();
     r.details = StringField(o, "details");
     return r;
   }
@@ -205,8 +208,8 @@ struct Record {
 
 }  // namespace
 
-TransactionService::TransactionService(storage::Store& store, const Clock& clock,
-                                       auth::Stage stage, const auth::ExtensionRegistry& registry,
+TransactionService::TransactionService(storage::Store& store, const Clock& clock, auth::Stage stage,
+                                       const auth::ExtensionRegistry& registry,
                                        PurchaseLimits limits, events::EventBus* events)
     : store_(store),
       clock_(clock),
@@ -315,8 +318,8 @@ Result<Transaction> TransactionService::RecordBits(const Identity& who, const js
   storage::WriteBatch batch;
   batch.ExpectVersion(dedupe, 0);
   batch.Put(dedupe, muxy_id, now + limits_.ttl_ms);
-  batch.Put(ChannelPrefix(stage_, who.client_id, who.channel_id, 't') + muxy_id,
-            record.Serialize(), now + limits_.ttl_ms);
+  batch.Put(ChannelPrefix(stage_, who.client_id, who.channel_id, 't') + muxy_id, record.Serialize(),
+            now + limits_.ttl_ms);
   // Coins (spec 12 item 20): a bits purchase credits its amount to the purchaser.
   if (cost_type == "bits" && p.cost > 0 && !record.viewer.empty()) {
     batch.Add(ChannelPrefix(stage_, who.client_id, who.channel_id, 'b') + record.viewer, p.cost);
@@ -358,9 +361,9 @@ Result<Transaction> TransactionService::PurchaseCoins(const Identity& who, const
   if (item == nullptr) return MakeError(Errc::kNotFound, "unknown sku");
   auto configured = IntField(*item, "price");
   if (!configured || *configured != *price) {
-    return Bad("price does not match", configured ? "the price of " + sku + " is " +
-                                                        std::to_string(*configured)
-                                                  : "the sku has no price");
+    return Bad("price does not match",
+               configured ? "the price of " + sku + " is " + std::to_string(*configured)
+                          : "the sku has no price");
   }
 
   const std::string balance_key =
@@ -376,8 +379,8 @@ Result<Transaction> TransactionService::PurchaseCoins(const Identity& who, const
       version = (*entry)->version;
     }
     if (balance < *price) {
-      return Bad("Not enough coins", "balance " + std::to_string(balance) + ", price " +
-                                         std::to_string(*price));
+      return Bad("Not enough coins",
+                 "balance " + std::to_string(balance) + ", price " + std::to_string(*price));
     }
     const int64_t now = clock_.NowMs();
     const std::string muxy_id = NewMuxyId(now);
@@ -450,8 +453,7 @@ Result<std::vector<Transaction>> TransactionService::Unvalidated(std::string_vie
 Result<void> TransactionService::Validate(std::string_view client_id, std::string_view channel_id,
                                           std::string_view muxy_id, std::string_view details) {
   if (muxy_id.empty()) return MakeError(Errc::kNotFound, "unknown transaction");
-  const std::string key =
-      ChannelPrefix(stage_, client_id, channel_id, 't') + std::string(muxy_id);
+  const std::string key = ChannelPrefix(stage_, client_id, channel_id, 't') + std::string(muxy_id);
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     auto entry = store_.Get(key);
     if (!entry) return std::move(entry).error();
@@ -500,8 +502,8 @@ Result<void> TransactionService::Refund(std::string_view client_id, std::string_
       auto record = Record::Parse(candidate.entry.value);
       if (!record) return std::move(record).error();
       const std::string tx_user = StringField(record->tx, "userId");
-      bool matches = !record->refunded && (user_id.empty() || tx_user == user_id ||
-                                           record->viewer == user_id);
+      bool matches =
+          !record->refunded && (user_id.empty() || tx_user == user_id || record->viewer == user_id);
       if (muxy_id.empty()) matches = matches && StringField(record->tx, "sku") == sku;
       if (!matches) break;
       record->refunded = true;

@@ -29,11 +29,7 @@ namespace medkit::core::purchase {
 struct PurchaseLimits {
   int64_t ttl_ms = 30LL * 86400 * 1000;
   size_t max_body_bytes = 16 * 1024;
-  size_t max_listed = 10;  // The coin balance of a viewer (its viewer key: user_id, else opaque_user_id) in a channel.
-  Result<int64_t> CoinBalance(std::string_view client_id, std::string_view channel_id,
-                              std::string_view viewer_key);
-
-  // GameLink get transaction: at most this many, oldest first
+  size_t max_listed = 10;  // GameLink get transaction: at most this many, oldest first
 };
 
 // One transaction as GameLink sends it (7.5 Transaction); `json` is that object serialized.

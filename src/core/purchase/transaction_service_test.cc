@@ -52,13 +52,14 @@ class TransactionTest : public ::testing::Test {
   json::object ReceiptClaims(std::string tx_id, std::string sku = "muxy-bits-50",
                              int64_t amount = 50, std::string domain = "twitch.ext.ext1") {
     json::object cost{{"amount", amount}, {"type", "bits"}};
-    json::object product{{"domainId", domain}, {"sku", sku}, {"displayName", "Fifty"},
-                         {"cost", cost}};
-    json::object data{{"transactionId", tx_id}, {"time", "2026-12-04 02:00:00.000000000 +0000 UTC"},
-                      {"userId", "u1"}, {"product", product}};
-    return json::object{{"exp", clock_.NowSeconds() + 600},
-                        {"topic", "bits_transaction_receipt"},
-                        {"data", data}};
+    json::object product{
+        {"domainId", domain}, {"sku", sku}, {"displayName", "Fifty"}, {"cost", cost}};
+    json::object data{{"transactionId", tx_id},
+                      {"time", "2026-12-04 02:00:00.000000000 +0000 UTC"},
+                      {"userId", "u1"},
+                      {"product", product}};
+    return json::object{
+        {"exp", clock_.NowSeconds() + 600}, {"topic", "bits_transaction_receipt"}, {"data", data}};
   }
   json::value Body(const std::string& receipt, std::string tx_id = "tx1") {
     return json::object{{"transactionId", tx_id},
@@ -95,11 +96,16 @@ TEST_F(TransactionTest, ProductionRecordsAVerifiedReceiptOnce) {
   EXPECT_EQ(t->currency, "bits");
   EXPECT_EQ(t->timestamp_ms, clock_.NowMs());
   EXPECT_FALSE(t->validated);
-  json::value expected = {{"id", "tx1"},         {"muxy_id", t->muxy_id},
-                          {"sku", "muxy-bits-50"}, {"displayName", "Fifty"},
-                          {"userId", "u1"},      {"username", "Viewer One"},
-                          {"cost", 50},          {"currency", "bits"},
-                          {"timestamp", clock_.NowMs()}, {"additional", json::object()}};
+  json::value expected = {{"id", "tx1"},
+                          {"muxy_id", t->muxy_id},
+                          {"sku", "muxy-bits-50"},
+                          {"displayName", "Fifty"},
+                          {"userId", "u1"},
+                          {"username", "Viewer One"},
+                          {"cost", 50},
+                          {"currency", "bits"},
+                          {"timestamp", clock_.NowMs()},
+                          {"additional", json::object()}};
   EXPECT_EQ(json::parse(t->json), expected);
   EXPECT_TRUE(json::parse(t->json).at("cost").is_int64());
 
@@ -202,20 +208,27 @@ TEST_F(TransactionTest, SandboxApprovesDevReceiptsButRecordsEachIdOnce) {
 
 TEST_F(TransactionTest, SandboxTakesTheBodyWhenTheReceiptIsNoJwt) {
   Make(Stage::kSandbox);
-  // TestPurchaseClient's form: product without cost, receipt "transaction-receipt".
+  // TestPurchaseClient's form: a non-bits cost type, receipt "transaction-receipt".
   json::value body = {{"transactionId", "dev-transaction-id"},
-                      {"product", {{"sku", "TESTSKU01"}, {"displayName", "Test SKU 01"},
-                                   {"cost", {{"amount", 1}, {"type", "test-cost"}}}}},
+                      {"product",
+                       {{"sku", "TESTSKU01"},
+                        {"displayName", "Test SKU 01"},
+                        {"cost", {{"amount", 1}, {"type", "test-cost"}}}}},
                       {"userId", "dev-test-user"},
                       {"displayName", "DevTestUser"},
                       {"transactionReceipt", "transaction-receipt"}};
   auto t = service_->RecordBits(Viewer(), body);
   ASSERT_TRUE(t.has_value()) << t.error().message << " " << t.error().info;
-  json::value expected = {{"id", "dev-transaction-id"}, {"muxy_id", t->muxy_id},
-                          {"sku", "TESTSKU01"},         {"displayName", "Test SKU 01"},
-                          {"userId", "dev-test-user"},  {"username", "DevTestUser"},
-                          {"cost", 1},                  {"currency", "bits"},
-                          {"timestamp", clock_.NowMs()}, {"additional", json::object()}};
+  json::value expected = {{"id", "dev-transaction-id"},
+                          {"muxy_id", t->muxy_id},
+                          {"sku", "TESTSKU01"},
+                          {"displayName", "Test SKU 01"},
+                          {"userId", "dev-test-user"},
+                          {"username", "DevTestUser"},
+                          {"cost", 1},
+                          {"currency", "bits"},
+                          {"timestamp", clock_.NowMs()},
+                          {"additional", json::object()}};
   EXPECT_EQ(json::parse(t->json), expected);
   EXPECT_EQ(*service_->CoinBalance("ext1", "chan1", "u1"), 0);  // not a bits cost
   json::value no_sku = {{"transactionId", "x"}, {"product", json::object()}};
@@ -284,8 +297,7 @@ TEST_F(TransactionTest, RefundByIdOrSkuOfTheUser) {
   other["data"].as_object()["userId"] = "u2";
   auto c = Record(Viewer("u2"), other);
   ASSERT_TRUE(a && b && c);
-  EXPECT_EQ(service_->Refund("ext1", "chan1", a->muxy_id, "", "u2").error().code,
-            Errc::kNotFound);
+  EXPECT_EQ(service_->Refund("ext1", "chan1", a->muxy_id, "", "u2").error().code, Errc::kNotFound);
   ASSERT_TRUE(service_->Refund("ext1", "chan1", a->muxy_id, "", "u1").has_value());
   EXPECT_EQ(service_->Refund("ext1", "chan1", a->muxy_id, "", "u1").error().code,
             Errc::kNotFound);  // already refunded
@@ -305,14 +317,18 @@ TEST_F(TransactionTest, CoinsAreCreditedByBitsAndSpentOnConfiguredSkus) {
   EXPECT_EQ(*service_->CoinBalance("ext1", "chan1", "u1"), 50);
   EXPECT_EQ(*service_->CoinBalance("ext1", "chan1", "u2"), 0);
 
-  auto bought = service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":30})"),
-                                        kConfig);
+  auto bought =
+      service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":30})"), kConfig);
   ASSERT_TRUE(bought.has_value()) << bought.error().message;
   EXPECT_EQ(bought->currency, "coins");
-  json::value expected = {{"id", bought->muxy_id}, {"muxy_id", bought->muxy_id},
-                          {"sku", "bomb"},         {"displayName", "Bomb"},
-                          {"userId", "u1"},        {"cost", 30},
-                          {"currency", "coins"},   {"timestamp", clock_.NowMs()},
+  json::value expected = {{"id", bought->muxy_id},
+                          {"muxy_id", bought->muxy_id},
+                          {"sku", "bomb"},
+                          {"displayName", "Bomb"},
+                          {"userId", "u1"},
+                          {"cost", 30},
+                          {"currency", "coins"},
+                          {"timestamp", clock_.NowMs()},
                           {"additional", json::object()}};
   EXPECT_EQ(json::parse(bought->json), expected);
   EXPECT_EQ(*service_->CoinBalance("ext1", "chan1", "u1"), 20);
@@ -321,27 +337,35 @@ TEST_F(TransactionTest, CoinsAreCreditedByBitsAndSpentOnConfiguredSkus) {
   EXPECT_EQ(json::parse(events[1].payload_json), expected);
   EXPECT_FALSE(events[1].viewers);
 
-  auto poor = service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":30})"),
-                                      kConfig);
+  auto poor =
+      service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":30})"), kConfig);
   ASSERT_FALSE(poor.has_value());
   EXPECT_EQ(poor.error().message, "Not enough coins");
-  EXPECT_EQ(service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":3})"),
-                                    kConfig).error().message,
-            "price does not match");
-  EXPECT_EQ(service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"odd","price":0})"),
-                                    kConfig).error().message,
-            "price does not match");
-  EXPECT_EQ(service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"nope","price":1})"),
-                                    kConfig).error().code,
+  EXPECT_EQ(
+      service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":3})"), kConfig)
+          .error()
+          .message,
+      "price does not match");
+  EXPECT_EQ(
+      service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"odd","price":0})"), kConfig)
+          .error()
+          .message,
+      "price does not match");
+  EXPECT_EQ(
+      service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"nope","price":1})"), kConfig)
+          .error()
+          .code,
+      Errc::kNotFound);
+  EXPECT_EQ(service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":30})"), "{}")
+                .error()
+                .code,
             Errc::kNotFound);
-  EXPECT_EQ(service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb","price":30})"),
-                                    "{}").error().code,
-            Errc::kNotFound);
-  EXPECT_FALSE(service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb"})"), kConfig)
-                   .has_value());
+  EXPECT_FALSE(
+      service_->PurchaseCoins(Viewer("u1"), json::parse(R"({"sku":"bomb"})"), kConfig).has_value());
   EXPECT_EQ(*service_->CoinBalance("ext1", "chan1", "u1"), 20);
-  EXPECT_TRUE(service_->PurchaseCoins(Viewer("u2"), json::parse(R"({"sku":"free","price":0})"),
-                                      kConfig).has_value());
+  EXPECT_TRUE(
+      service_->PurchaseCoins(Viewer("u2"), json::parse(R"({"sku":"free","price":0})"), kConfig)
+          .has_value());
 
   // A refunded coin purchase gives the coins back.
   ASSERT_TRUE(service_->Refund("ext1", "chan1", bought->muxy_id, "", "u1").has_value());

@@ -26,10 +26,10 @@ core::Result<json::object> ObjectBody(const Call& call) {
 core::Result<std::string> NewPin(const Call& call, bool both_names) {
   // spec 5.2 [N]: 400 "Bad request" when the Authorization header is over 1,024 characters.
   if (call.request.authorization.size() > call.services.links->limits().max_authorization_bytes) {
-    return core::MakeError(core::Errc::kInvalidArgument, "Bad request",
-                           "Authorization header longer than " +
-                               std::to_string(call.services.links->limits().max_authorization_bytes) +
-                               " characters");
+    return core::MakeError(
+        core::Errc::kInvalidArgument, "Bad request",
+        "Authorization header longer than " +
+            std::to_string(call.services.links->limits().max_authorization_bytes) + " characters");
   }
   // The body ({} or "{}") carries nothing; it is not required.
   auto pin = call.services.links->CreatePin(call.who());
