@@ -295,6 +295,94 @@ describe('datastream', () => {
   });
 });
 
+describe('PIN linking, refresh and reconnect', () => {
+  async function pinFor(channel) {
+    const r = await srv.request('POST', 'gamelink/token', {token: t.as('broadcaster', {channel}),
+                                                           rawBody: JSON.stringify(JSON.stringify({}))});
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.json.token, /^[A-HJ-KM-NP-Z2-46-9]{6}$/);
+    return r.json.token;
+  }
+
+  it('authenticates with a PIN once, rotates the refresh token, and replays subscriptions on a new socket', async () => {
+    const ch = 'c-pin';
+    const pin = await pinFor(ch);
+    const g = await game(ch, {authenticate: false});
+    const d = await g.ok('authenticate', undefined, {pin: pin.toLowerCase(), client_id: CLIENT_ID, game_id: 'Mystery Fun House'});
+    assert.deepEqual([d.twitch_id, d.twitch_name], [ch, ch]);
+    assert.ok(d.refresh.length >= 16);
+    // The access token works on REST as the channel's broadcaster.
+    const rest = await srv.request('POST', 'channel_state', {token: d.jwt, body: {linked: true}});
+    assert.equal(rest.status, 200, rest.text);
+    // The PIN is single use.
+    const again = await openGame(srv);
+    games.push(again);
+    const e = await again.fails('authenticate', undefined, {pin, client_id: CLIENT_ID}, 400);
+    assert.equal(e.detail, 'The provided PIN is invalid or expired');
+
+    // Reconnect as the SDK does: a new socket, authenticate with the refresh token (request
+    // id 65535), then replay the subscriptions.
+    await g.ok('subscribe', 'state', {topic_id: 'channel'});
+    g.close();
+    const g2 = await game(ch, {authenticate: false});
+    const r2 = await g2.request('authenticate', undefined, {refresh: d.refresh, client_id: CLIENT_ID}, {requestId: 65535});
+    assert.equal(r2.meta.request_id, 65535);
+    assert.ok(r2.data, JSON.stringify(r2.errors));
+    assert.notEqual(r2.data.refresh, d.refresh, 'rotated');
+    await g2.ok('subscribe', 'state', {topic_id: 'channel'});
+    await srv.request('POST', 'channel_state', {token: t.as('broadcaster', {channel: ch}), body: {round: 2}});
+    const [u] = await g2.waitUpdates('channel', 1);
+    assert.deepEqual(u.data.state, {round: 2});
+    // The old refresh token no longer works.
+    const g3 = await game(ch, {authenticate: false});
+    const e3 = await g3.fails('authenticate', undefined, {refresh: d.refresh, client_id: CLIENT_ID}, 400);
+    assert.equal(e3.detail, 'Invalid refresh token');
+
+    // DELETE pin revokes the game's tokens: REST refuses the access token, and the refresh
+    // token is gone.
+    const del = await srv.request('DELETE', 'pin', {token: t.as('broadcaster', {channel: ch})});
+    assert.equal(del.status, 200);
+    const refused = await srv.request('GET', 'channel_state', {token: r2.data.jwt});
+    assert.equal(refused.status, 401);
+    await g3.fails('authenticate', undefined, {refresh: r2.data.refresh, client_id: CLIENT_ID}, 400);
+  });
+});
+
+describe('purchases', () => {
+  it('a REST purchase reaches subscribed games; get, validate and refund', async () => {
+    const ch = 'c-buy';
+    const g = await game(ch);
+    const elsewhere = await game('c-buy-2');
+    await g.ok('subscribe', 'twitchPurchaseBits', {sku: 'muxy-bits-50'});
+    await elsewhere.ok('subscribe', 'twitchPurchaseBits', {sku: '*'});
+    const viewer = t.as('viewer', {channel: ch, user: 'buyer'});
+    const body = (id, sku) => ({transactionId: id, product: {sku, displayName: 'Fifty', cost: {amount: 50, type: 'bits'}},
+                                userId: 'buyer', displayName: 'Buyer', initiator: 'current_user',
+                                transactionReceipt: 'dev-receipt'});
+    let r = await srv.request('POST', 'bits/transactions', {token: viewer, body: body('tx-1', 'muxy-bits-50')});
+    assert.equal(r.status, 201, r.text);
+    r = await srv.request('POST', 'bits/transactions', {token: viewer, body: body('tx-2', 'other-sku')});
+    assert.equal(r.status, 201, r.text);
+    const [u] = await g.waitUpdates('twitchPurchaseBits', 1);
+    assert.equal(u.data.id, 'tx-1');
+    assert.equal(u.data.sku, 'muxy-bits-50');
+    assert.equal(u.data.cost, 50);
+    assert.equal(u.data.currency, 'bits');
+    await sleep(200);
+    assert.equal(g.updates('twitchPurchaseBits').length, 1, 'only the subscribed SKU');
+    assert.equal(elsewhere.updates('twitchPurchaseBits').length, 0, 'only the channel');
+
+    let list = await g.ok('get', 'transaction', {sku: '*'});
+    assert.deepEqual(list.transactions.map((x) => x.id), ['tx-1', 'tx-2']);
+    await g.ok('validate', 'transaction', {transaction_id: u.data.muxy_id, details: 'granted'});
+    list = await g.ok('get', 'transaction', {sku: '*'});
+    assert.deepEqual(list.transactions.map((x) => x.id), ['tx-2']);
+    await g.fails('validate', 'transaction', {transaction_id: 'no-such-id', details: ''}, 404);
+    await g.ok('refund', 'transaction', {sku: 'other-sku', user_id: 'buyer'});
+    await g.fails('refund', 'transaction', {sku: 'other-sku'}, 400);
+  });
+});
+
 describe('bad input and floods', () => {
   it('answers invalid JSON and unknown actions with errors, and keeps serving', async () => {
     const g = await game('c-bad');

@@ -17,6 +17,8 @@ void RegisterCodeRoutes(Router& router);        // codes, codes/*
 void RegisterUserRoutes(Router& router);        // user_ids
 void RegisterDatastreamRoutes(Router& router);  // datastream
 void RegisterMessagingRoutes(Router& router);   // broadcast, extension_broadcast, whisper_self, ...
+void RegisterLinkRoutes(Router& router);        // gamelink/token, pin, validate_pin, ...
+void RegisterPurchaseRoutes(Router& router);    // bits/transactions, coins/purchase
 
 inline constexpr const char* kApiPrefix = "/v1/e/";
 
