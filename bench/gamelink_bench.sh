@@ -86,7 +86,7 @@ bc0=$(head -1 "$work/bc.tok" | cut -d' ' -f2)
 taskset -c 1 node --experimental-websocket --no-warnings bench/gamelink_poll_game.mjs "$port" "$CLIENT" "$bc0" bench \
   > "$work/game.out" 2>&1 &
 gpid=$!
-for _ in $(seq 100); do grep -q READY "$work/game.out" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q READY "$work/game.out" 2>/dev/null && break; sleep 0.1; done
 vote=$(taskset -c 1 "$LOADGEN" --url "http://127.0.0.1:$port" --connections "$CONNECTIONS" --depth 1 \
   --duration "$DURATION" --method POST --path "/v1/e/vote?id=bench" --tokens "$work/viewers.tok" \
   --body-kind vote --pool "$VIEWERS" 2>&1 | grep '^RESULT')
