@@ -276,6 +276,7 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
     impl->gamelink = std::make_unique<core::gamelink::GameLinkService>(
         std::move(deps), gl_limits, &impl->events, impl->hub.get());
     impl->hub->SetGameLink(impl->gamelink.get());
+    impl->services.gamelink = impl->gamelink.get();
   }
 
   impl->services.codes = impl->codes.get();
@@ -309,6 +310,7 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   http::RegisterTriviaRoutes(*impl->router);
   http::RegisterEngagementRoutes(*impl->router);
   http::RegisterMessagingRoutes(*impl->router);
+  http::RegisterGameLinkRoutes(*impl->router);
   http::RegisterLinkRoutes(*impl->router);
   http::RegisterPurchaseRoutes(*impl->router);
   impl->router->Freeze();

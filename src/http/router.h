@@ -57,6 +57,7 @@ class MessagingService;
 class ViewerFanout;
 }
 namespace gamelink {
+class GameLinkService;
 class LinkService;
 }
 namespace purchase {
@@ -81,6 +82,7 @@ struct Services {
   core::jsonstore::JsonStoreService* json_store = nullptr;
   core::broadcast::MessagingService* messaging = nullptr;
   core::broadcast::ViewerFanout* fanout = nullptr;
+  core::gamelink::GameLinkService* gamelink = nullptr;  // null when GameLink is off
   core::gamelink::LinkService* links = nullptr;
   core::purchase::TransactionService* purchases = nullptr;
   const core::Clock* clock = nullptr;

@@ -383,6 +383,74 @@ describe('purchases', () => {
   });
 });
 
+describe('matches, match polls, matchmaking', () => {
+  it('groups channels, broadcasts to them, and pushes MatchPollResult with every channel', async () => {
+    const g = await game('m-host');
+    const viewers = await Promise.all(['m1', 'm2', 'm3'].map((c) => nativeSocket(srv, t.as('viewer', {channel: c, user: 'v'}))));
+    const outsider = await nativeSocket(srv, t.as('viewer', {channel: 'm4', user: 'v'}));
+    await g.fails('add_channels', 'match', {id: 'no-such-match', channel_ids: ['m1']}, 404);
+    await g.ok('create', 'match', {id: 'cool-match'});
+    await g.ok('add_channels', 'match', {id: 'cool-match', channel_ids: ['m1', 'm2', 'm3', 'm4']});
+    await g.ok('remove_channels', 'match', {id: 'cool-match', channel_ids: ['m4']});
+    await g.ok('keepalive', 'match', {id: 'cool-match'});
+    await g.ok('broadcast', 'match', {match_id: 'cool-match', topic: 'round', data: {n: 1}});
+    await waitFor('the match broadcast', () => viewers.every((v) => v.messages.length === 1));
+    for (const v of viewers) assert.deepEqual(v.messages[0], {event: `sandbox:${CLIENT_ID}:round`, data: {n: 1}});
+    await sleep(150);
+    assert.equal(outsider.messages.length, 0);
+
+    await g.ok('subscribe', 'match_poll', {topic_id: 'cool-match'});
+    await g.ok('create', 'match_poll', {id: 'cool-match', poll: {poll_id: 'what-to-eat', prompt: 'Eat?',
+                                                                 options: ['a', 'b'], config: {}, user_data: null}});
+    await sleep(1200);
+    assert.equal(g.updates('match_poll').length, 0, 'no push at create');
+    // Viewers of two of the three channels vote over REST.
+    for (const [c, user, value] of [['m1', 'a', 1], ['m1', 'b', 1], ['m2', 'c', 0]]) {
+      const r = await srv.request('POST', 'vote?id=what-to-eat', {token: t.as('viewer', {channel: c, user}), body: {value}});
+      assert.equal(r.status, 200, r.text);
+    }
+    await waitFor('a match poll push with 3 votes', () => g.updates('match_poll').some((m) => m.data.overall.count === 3));
+    const d = g.updates('match_poll').at(-1).data;
+    assert.equal(d.match_id, 'cool-match');
+    assert.equal(d.poll_id, 'what-to-eat');
+    assert.equal(d.overall.results.length, 32);
+    assert.deepEqual([d.overall.count, d.overall.sum, d.overall.results[0], d.overall.results[1]], [3, 2, 1, 2]);
+    assert.deepEqual(Object.keys(d.results).sort(), ['m1', 'm2', 'm3'], 'every channel of the match');
+    assert.deepEqual([d.results.m1.count, d.results.m2.count, d.results.m3.count], [2, 1, 0]);
+    assert.equal(d.results.m3.results.length, 32);
+    const get = await g.ok('get', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat'});
+    assert.deepEqual(get.overall, d.overall);
+    // Stop: one expired push for the match.
+    const n = g.updates('match_poll').length;
+    await g.ok('reconfigure', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat', config: {endsAt: -1}});
+    await waitFor('the expired match push', () => g.updates('match_poll').length === n + 1);
+    assert.equal(g.updates('match_poll').at(-1).data.overall.status, 'expired');
+    await g.ok('delete', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat'});
+    await g.fails('get', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat'}, 404);
+    for (const v of [...viewers, outsider]) v.ws.close();
+  });
+
+  it('pushes matchmaking invites from the REST hook to subscribed games of the channel', async () => {
+    const g = await game('mm1');
+    const other = await game('mm2');
+    await g.ok('subscribe', 'matchmaking', {operation: 'invite'});
+    await other.ok('subscribe', 'matchmaking', {operation: 'invite'});
+    const viewer = await srv.request('POST', 'matchmaking/invite', {token: t.as('viewer', {channel: 'mm1', user: 'v'}), body: {}});
+    assert.equal(viewer.status, 403);
+    const bad = await srv.request('POST', 'matchmaking/invite', {token: t.as('broadcaster', {channel: 'mm1'}), body: {bits_spent: 'lots'}});
+    assert.equal(bad.status, 400);
+    const r = await srv.request('POST', 'matchmaking/invite', {token: t.as('broadcaster', {channel: 'mm1'}),
+      body: {data: {team: 'red'}, twitch_username: 'viewer1', twitch_id: '123', is_follower: true, subscription_tier: 1, bits_spent: 500}});
+    assert.equal(r.status, 200, r.text);
+    const [u] = await g.waitUpdates('matchmaking', 1);
+    assert.deepEqual({...u.data, timestamp: 0}, {data: {team: 'red'}, twitch_username: 'viewer1', twitch_id: '123',
+                                                  is_follower: true, subscription_tier: 1, bits_spent: 500, timestamp: 0});
+    assert.ok(Number.isInteger(u.data.timestamp) && u.data.timestamp < 1e11, 'unix seconds');
+    await sleep(150);
+    assert.equal(other.updates('matchmaking').length, 0);
+  });
+});
+
 describe('bad input and floods', () => {
   it('answers invalid JSON and unknown actions with errors, and keeps serving', async () => {
     const g = await game('c-bad');
@@ -392,7 +460,6 @@ describe('bad input and floods', () => {
     await g.fails('teleport', 'player', {}, 400);
     await g.fails('get', 'drops-and-more', {}, 400);
     assert.deepEqual(await g.ok('get', 'drops', {status: '*'}), {drops: []});
-    await g.fails('create', 'match', {id: 'm'}, 501);
     assert.deepEqual(await g.ok('set', 'gameMetadata', {name: 'Game', logo: '', theme: ''}), {ok: true});
     await g.fails('set', 'gameMetadata', {name: 'x'.repeat(300)}, 400);
     assert.deepEqual(await g.ok('set', 'gatewayActions', {actions: [{id: 'a1', category: 'help', state: 'available'}]}), {ok: true});
