@@ -8,55 +8,15 @@
 #   bash bench/gamelink_bench.sh          (SOCKETS=10000 VIEWERS=100000 DURATION=8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${MEDKIT_BIN:-build/release/medkit}
-FANOUT=${MEDKIT_FANOUT:-build/release/bench/medkit_fanout}
-LOADGEN=${MEDKIT_LOADGEN:-build/release/bench/medkit_loadgen}
 SOCKETS=${SOCKETS:-10000}
 VIEWERS=${VIEWERS:-100000}
 DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-256}
-CLIENT=benchext
-work=$(mktemp -d)
-cleanup() {
-  local pid
-  pid=$(cat "$work/pid" 2>/dev/null || true)
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  [ -n "${gpid:-}" ] && kill "$gpid" 2>/dev/null || true
-  rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)"
+source bench/lib.sh
 
-taskset -c 0 "$BIN" serve --stage sandbox --port 0 --threads 1 --data-dir "$work/data" \
-  --log-level warn > "$work/server.log" 2>&1 &
-echo $! > "$work/pid"
-for _ in $(seq 100); do grep -q 'listening on' "$work/server.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$work/server.log")
-pid=$(cat "$work/pid")
-
-# Tokens signed with the sandbox key: a broadcaster per channel c0..c999, VIEWERS viewers of c0.
-python3 - "$work/data/signing.key" "$work" "$CLIENT" "$VIEWERS" <<'PY'
-import base64, hashlib, hmac, json, sys, time
-key = base64.b64decode(open(sys.argv[1]).read().strip())
-work, client, viewers = sys.argv[2], sys.argv[3], int(sys.argv[4])
-def b64(b): return base64.urlsafe_b64encode(b).rstrip(b'=').decode()
-h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-def tok(claims):
-    p = b64(json.dumps(claims, separators=(",", ":")).encode())
-    s = b64(hmac.new(key, f"{h}.{p}".encode(), hashlib.sha256).digest())
-    return f"{client} {h}.{p}.{s}"
-exp = int(time.time()) + 3600
-with open(f"{work}/bc.tok", "w") as b:
-    for c in range(1000):
-        b.write(tok({"exp": exp, "allowed_stage": "sandbox", "channel_id": f"c{c}", "role": "broadcaster",
-                     "opaque_user_id": f"Uc{c}", "user_id": f"c{c}", "extension_id": client}) + "\n")
-with open(f"{work}/viewers.tok", "w") as v:
-    for i in range(viewers):
-        v.write(tok({"exp": exp, "allowed_stage": "sandbox", "channel_id": "c0", "role": "viewer",
-                     "opaque_user_id": f"Uv{i}", "user_id": f"v{i}", "extension_id": client}) + "\n")
-PY
-
-rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
+bench_start_server
+# A broadcaster per channel c0..c999, VIEWERS viewers of c0.
+bench_tokens 1000 "$VIEWERS" 1
 echo "OpenMEDKit GameLink benchmark: $(date -u +%FT%TZ), $(nproc) cores; server 1 thread on core 0,"
 echo "clients on core 1."
 echo
@@ -64,7 +24,7 @@ echo
 # (1) + (2): SOCKETS authenticated games, 100 of them subscribed to channel c0's state.
 before=$(rss)
 taskset -c 1 "$FANOUT" --mode gamelink --port "$port" --publisher-tokens "$work/bc.tok" \
-  --sockets "$SOCKETS" --channels 1000 --subscribers 100 --messages 200 --idle-seconds 4 \
+  --sockets "$SOCKETS" --channels $(( SOCKETS < 1000 ? SOCKETS : 1000 )) --subscribers 100 --messages 200 --idle-seconds 4 \
   > "$work/gl.out" 2>/dev/null &
 fpid=$!
 for _ in $(seq 600); do grep -q '^IDLE' "$work/gl.out" 2>/dev/null && break; sleep 0.1; done
@@ -86,12 +46,13 @@ bc0=$(head -1 "$work/bc.tok" | cut -d' ' -f2)
 taskset -c 1 node --experimental-websocket --no-warnings bench/gamelink_poll_game.mjs "$port" "$CLIENT" "$bc0" bench \
   > "$work/game.out" 2>&1 &
 gpid=$!
+extra_pids=$gpid
 for _ in $(seq 100); do grep -q READY "$work/game.out" 2>/dev/null && break; sleep 0.1; done
 vote=$(taskset -c 1 "$LOADGEN" --url "http://127.0.0.1:$port" --connections "$CONNECTIONS" --depth 1 \
   --duration "$DURATION" --method POST --path "/v1/e/vote?id=bench" --tokens "$work/viewers.tok" \
   --body-kind vote --pool "$VIEWERS" 2>&1 | grep '^RESULT')
 sleep 2.5
-kill -TERM "$gpid"; wait "$gpid" || true; gpid=
+kill -TERM "$gpid"; wait "$gpid" || true; extra_pids=""
 game=$(grep '^{' "$work/game.out" | tail -1)
 rest=$(curl -s "http://127.0.0.1:$port/v1/e/vote?id=bench" -H "Authorization: $(head -1 "$work/bc.tok")")
 python3 - "$vote" "$game" "$rest" "$VIEWERS" <<'PY'
