@@ -209,8 +209,10 @@ PubSubDisposition PubSubQueue::OnResult(uint64_t ticket, const PubSubOutcome& ou
   } else {
     ++counts_.failed;
     ++e.tries;
-    int limit = Retryable(outcome.status) ? options_.max_tries : options_.max_rejected_tries;
-    Backoff(d, e, outcome, now);
+    bool retryable = Retryable(outcome.status);
+    int limit = retryable ? options_.max_tries : options_.max_rejected_tries;
+    // After a drop, only a busy or unreachable Twitch is a reason for the next message to wait.
+    if (e.tries < limit || retryable) Backoff(d, e, outcome, now);
     if (e.tries >= limit) {
       pop();
       ++counts_.dropped_failed;

@@ -23,7 +23,8 @@
 //     than a 429's Ratelimit-Reset (unix seconds, capped at max_reset_wait_ms); after
 //     max_tries attempts the message is dropped. Any other 4xx is retried with the same
 //     backoff up to max_rejected_tries attempts, then dropped. A message whose part is dropped
-//     is dropped whole (a client cannot join an incomplete set of fragments).
+//     is dropped whole (a client cannot join an incomplete set of fragments). After a drop for
+//     429/5xx/network errors the next message waits out the backoff; after a 4xx it does not.
 //
 // Thread-safe: Enqueue is called on publishing threads, NextBatch/OnResult/NextWakeMs on the
 // transport's thread; one mutex guards everything and no call blocks on anything else.
