@@ -39,7 +39,9 @@ async function waitFor(cond, what, timeout = 30000) {
 
 // A fake Helix endpoint: records every request; answers what respond(record) returns
 // ({status, headers}, default 204), or never answers when it returns 'hang'.
-async function fakeTwitch(respond = () => ({status: 204})) {
+// closeIdleAfterMs: close each connection (FIN) that long after a response, as a server
+// ending idle keep-alive connections does.
+async function fakeTwitch(respond = () => ({status: 204}), {closeIdleAfterMs} = {}) {
   const requests = [];
   const hanging = [];
   const server = http.createServer((req, res) => {
@@ -49,7 +51,8 @@ async function fakeTwitch(respond = () => ({status: 204})) {
     req.on('end', () => {
       let json;
       try { json = JSON.parse(body); } catch { json = undefined; }
-      const record = {method: req.method, url: req.url, headers: req.headers, body, json, at: Date.now()};
+      const record = {method: req.method, url: req.url, headers: req.headers, body, json, at: Date.now(),
+                      socket: req.socket.remotePort};
       record.channel = json && (json.broadcaster_id || (json.is_global_broadcast ? '*global*' : undefined));
       requests.push(record);
       const r = respond(record, requests);
@@ -57,6 +60,10 @@ async function fakeTwitch(respond = () => ({status: 204})) {
       record.status = r.status;
       res.writeHead(r.status, r.headers || {});
       res.end(r.body || '');
+      if (closeIdleAfterMs !== undefined) {
+        const socket = req.socket;
+        res.on('finish', () => setTimeout(() => socket.destroy(), closeIdleAfterMs));
+      }
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -243,6 +250,40 @@ describe('twitch pubsub: what is posted', () => {
     assert.equal(await metric(srv, posts('failed')), 0);
     assert.equal(await metric(srv, messages('dropped_failed')), 0);
     assert.equal(await metric(srv, 'medkit_twitch_pubsub_queued'), 0);
+  });
+
+  it('requests share a few keep-alive connections', () => {
+    const sockets = new Set(twitch.requests.map((r) => r.socket));
+    assert.ok(sockets.size <= 4, `${sockets.size} connections (pool of 4)`);
+    assert.ok(sockets.size < twitch.requests.length, `${sockets.size} connections for ${twitch.requests.length} requests`);
+  });
+});
+
+describe('twitch pubsub: keep-alive connections closed by Twitch', () => {
+  let twitch, srv;
+  before(async () => {
+    twitch = await fakeTwitch(undefined, {closeIdleAfterMs: 200});
+    srv = await startServer({
+      stage: 'production', store: 'memory',
+      config: {extensions: extensions(), twitch: {pubsub: true, api_base: twitch.base, connections: 1}},
+    });
+  });
+  after(async () => {
+    if (srv) { await srv.stop(); srv.cleanup(); }
+    if (twitch) await twitch.close();
+  });
+
+  it('a connection the server closed while idle is replaced without a failed post', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await srv.request('POST', 'broadcast', {token: backend(), clientId: EXT,
+        body: {event: 'idle', user_id: 'kach', data: {i}}});
+      assert.equal(r.status, 200, r.text);
+      await waitFor(() => twitch.forChannel('kach').length === i + 1, `message ${i}`);
+      await sleep(600);  // the fake closes idle connections after 200 ms
+    }
+    assert.equal(new Set(twitch.forChannel('kach').map((r) => r.socket)).size, 3, 'a new connection each time: ' + JSON.stringify(twitch.forChannel('kach').map((r) => r.socket)));
+    assert.equal(await metric(srv, posts('failed')), 0);
+    assert.equal(await metric(srv, posts('ok')), 3);
   });
 });
 
