@@ -190,6 +190,7 @@ PubSubDisposition PubSubQueue::OnResult(uint64_t ticket, const PubSubOutcome& ou
   tickets_.erase(t);
   Destination& d = it->second;
   d.in_flight = 0;
+  if (d.queue.empty()) return PubSubDisposition::kUnknown;  // not expected: started entries stay
   Entry& e = d.queue.front();
   auto pop = [&d] {
     if (d.queue.front().message->coalesce_key.empty()) --d.custom;
