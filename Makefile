@@ -27,11 +27,13 @@ test: deps
 unit: build
 	ctest --preset $(PRESET) -j 2 -E '^js_'
 
-# HTTP load benchmarks (state/config, then engagement vs redis-benchmark); see bench/README.md.
+# HTTP load benchmarks (state/config, engagement vs redis-benchmark, viewer fan-out); see
+# bench/README.md.
 bench: build
 	bash scripts/install-deps.sh bench
 	bash bench/http_bench.sh
 	bash bench/vote_bench.sh
+	bash bench/fanout_bench.sh
 
 asan:
 	$(MAKE) test PRESET=asan-ubsan

@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -20,6 +22,7 @@
 #include "core/datastream/datastream_service.h"
 #include "core/gamecode/code_service.h"
 #include "core/gamecode/poll_winners.h"
+#include "core/gamelink/gamelink_service.h"
 #include "core/users/user_directory.h"
 #include "core/poll/poll_service.h"
 #include "core/trivia/trivia_service.h"
@@ -29,6 +32,7 @@
 #include "http/router.h"
 #include "http/routes/routes.h"
 #include "http/server.h"
+#include "http/socket_hub.h"
 #include "http/twitch_pubsub_client.h"
 #include "storage/memory_store.h"
 #include "storage/metered_store.h"
@@ -62,7 +66,14 @@ struct App::Impl {
   std::unique_ptr<core::broadcast::MessagingService> messaging;
   http::Services services;
   std::unique_ptr<http::Router> router;
+  std::unique_ptr<http::SocketHub> hub;  // before the server, which refers to it
+  std::unique_ptr<core::gamelink::GameLinkService> gamelink;  // publishes through hub
   std::unique_ptr<http::Server> server;
+  // Background ticker: throttled vote updates (ViewerFanout::Tick), timed GameLink poll pushes.
+  std::thread ticker;
+  std::mutex ticker_mu;
+  std::condition_variable ticker_cv;
+  bool ticker_stop = false;  // guarded by ticker_mu
 
   Impl(const AppConfig& c, const core::Clock& k) : config(c), clock(k) {}
 };
@@ -203,6 +214,29 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
       *impl->fanout, clock, config.messaging.limits);
   impl->services.messaging = impl->messaging.get();
   impl->services.fanout = impl->fanout.get();
+  const auto& m = config.messaging;
+  http::SocketHubOptions hub_options;
+  hub_options.pusher = m.pusher < 0 ? auth_options.stage == core::auth::Stage::kSandbox
+                                    : m.pusher > 0;
+  hub_options.native_stream = m.native_stream;
+  hub_options.queue_bytes = m.socket_queue_bytes;
+  hub_options.ping_seconds = m.ping_seconds;
+  hub_options.idle_timeout_seconds = config.idle_timeout_seconds;
+  impl->hub = std::make_unique<http::SocketHub>(hub_options, *impl->auth, clock);
+  impl->fanout->AddSink(impl->hub.get());
+  if (config.gamelink) {
+    core::gamelink::GameLinkDeps deps;
+    deps.auth = impl->auth.get();
+    deps.documents = impl->documents.get();
+    deps.polls = impl->polls.get();
+    deps.messaging = impl->messaging.get();
+    deps.clock = &clock;
+    core::gamelink::GameLinkLimits gl_limits;
+    gl_limits.max_json_depth = config.limits.max_depth;
+    impl->gamelink = std::make_unique<core::gamelink::GameLinkService>(
+        std::move(deps), gl_limits, &impl->events, impl->hub.get());
+    impl->hub->SetGameLink(impl->gamelink.get());
+  }
 
   impl->services.auth = impl->auth.get();
   impl->services.documents = impl->documents.get();
@@ -248,6 +282,16 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   http::RegisterMessagingRoutes(*impl->router);
   impl->router->Freeze();
   AddStoreMetrics(*impl->router, *impl->store);
+  impl->router->metrics().AddProvider(
+      [hub = impl->hub.get()](std::string& out) { hub->AppendMetrics(out); });
+  impl->router->metrics().AddProvider([fanout = impl->fanout.get()](std::string& out) {
+    auto c = fanout->counts();
+    out += "# HELP medkit_viewer_events_total Viewer messages made by the fanout.\n";
+    out += "# TYPE medkit_viewer_events_total counter\n";
+    out += "medkit_viewer_events_total{outcome=\"published\"} " + std::to_string(c.published) + "\n";
+    out += "medkit_viewer_events_total{outcome=\"throttled\"} " + std::to_string(c.throttled) + "\n";
+    out += "medkit_viewer_events_total{outcome=\"refused\"} " + std::to_string(c.refused) + "\n";
+  });
   if (config.twitch.pubsub) {  // the Twitch Extension PubSub transport
     const TwitchConfig& t = config.twitch;
     http::TwitchPubSubOptions options;
@@ -282,13 +326,35 @@ core::Result<uint16_t> App::Listen() {
   options.max_body_bytes = impl_->config.max_body_bytes;
   options.max_header_bytes = impl_->config.max_header_bytes;
   options.idle_timeout_seconds = impl_->config.idle_timeout_seconds;
+  options.hub = impl_->hub.get();
+  options.extra_port = impl_->config.gamelink_port;
   impl_->server = std::make_unique<http::Server>(options, *impl_->router);
   return impl_->server->Listen();
 }
 
+int App::gamelink_port() const { return impl_->server ? impl_->server->extra_port() : -1; }
+
 void App::Run() {
   impl_->server->StopOnSignals();
+  Impl* raw = impl_.get();
+  impl_->ticker = std::thread([raw] {
+    std::unique_lock lock(raw->ticker_mu);
+    while (!raw->ticker_cv.wait_for(lock, std::chrono::milliseconds(100),
+                                    [raw] { return raw->ticker_stop; })) {
+      lock.unlock();
+      raw->fanout->Tick();
+      if (raw->gamelink) raw->gamelink->Tick();
+      lock.lock();
+    }
+  });
   impl_->server->Run();
+  {
+    std::lock_guard lock(impl_->ticker_mu);
+    impl_->ticker_stop = true;
+  }
+  impl_->ticker_cv.notify_all();
+  impl_->ticker.join();
+  impl_->fanout->Tick();  // the last throttled updates
   if (impl_->twitch) impl_->twitch->Stop();  // in-flight posts get their grace
   auto synced = impl_->engine->Sync();
   if (!synced) spdlog::error("store sync failed: {}", synced.error().message);

@@ -32,6 +32,8 @@ class App {
 
   // Binds the listeners; returns the bound port.
   core::Result<uint16_t> Listen();
+  // The GameLink port bound by Listen() (--gamelink-port), or -1.
+  int gamelink_port() const;
   // Serves until SIGINT/SIGTERM (or Stop()), then drains and flushes the store.
   void Run();
   void Stop();

@@ -134,7 +134,7 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
   static const char* kKnown[] = {"extensions",      "signing_key", "limits", "state_ttl_seconds",
                                  "sandbox_token_ttl_seconds", "idle_timeout_seconds",
                                  "sync_writes",     "stage", "document_cache_bytes",
-                                 "messaging", "twitch"};
+                                 "messaging", "gamelink", "twitch"};
   for (const auto& kv : o) {
     bool known = false;
     for (const char* k : kKnown) known = known || kv.key() == k;
@@ -187,6 +187,7 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
     if (!it->value().is_bool()) return Bad("sync_writes must be true or false");
     config.sync_writes = it->value().get_bool();
   }
+  if (auto r = ReadBool(o, "gamelink", config.gamelink); !r) return r;
   if (auto it = o.find("messaging"); it != o.end()) {
     if (auto r = ReadMessaging(it->value(), config.messaging); !r) return r;
   }
@@ -230,6 +231,9 @@ core::Result<void> Validate(const AppConfig& config) {
     return Bad("store must be rocksdb or memory, not \"" + config.store + "\"");
   }
   if (config.port < 0 || config.port > 65535) return Bad("port out of range");
+  if (config.gamelink_port < -1 || config.gamelink_port > 65535) {
+    return Bad("gamelink port out of range");
+  }
   if (config.limits.max_depth < 2 || config.limits.max_depth > 1000) {
     return Bad("limits.json_depth must be between 2 and 1000");
   }

@@ -53,6 +53,7 @@ struct AppConfig {
   std::string stage = "sandbox";  // sandbox | production
   std::string listen = "127.0.0.1";
   int port = 5000;
+  int gamelink_port = -1;  // a second listener (GameLink's usual 5051); -1: none, 0: a free one
   std::string data_dir = "./data";
   std::string store = "rocksdb";  // rocksdb | memory
   std::string config_file;
@@ -73,6 +74,7 @@ struct AppConfig {
   bool sync_writes = false;  // fsync every write (survives OS crash, much slower)
   size_t document_cache_bytes = 64 * 1024 * 1024;  // read cache of documents; 0 disables
   MessagingConfig messaging;
+  bool gamelink = true;  // GameLink sockets at /<version>/<client_id> on the REST port
   TwitchConfig twitch;
 };
 

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -20,7 +22,17 @@ namespace {
 
 using medkit::app::AppConfig;
 
+// Viewer sockets are long-lived: let the process hold as many descriptors as it may.
+void RaiseDescriptorLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) spdlog::warn("cannot raise the descriptor limit");
+  }
+}
+
 int Serve(AppConfig config, bool stage_given) {
+  RaiseDescriptorLimit();
   std::string cli_stage = config.stage;
   if (auto loaded = medkit::app::LoadConfigFile(config); !loaded) {
     spdlog::critical("{}", loaded.error().message);
@@ -43,6 +55,9 @@ int Serve(AppConfig config, bool stage_given) {
                config.store == "rocksdb" ? " at " + config.data_dir : std::string());
   // A plain line that scripts and tests wait for.
   std::printf("listening on %s\n", url.c_str());
+  if (int gl = (*app)->gamelink_port(); gl >= 0) {
+    std::printf("gamelink listening on ws://%s:%d\n", config.listen.c_str(), gl);
+  }
   std::fflush(stdout);
   (*app)->Run();
   spdlog::info("stopped");
@@ -125,6 +140,9 @@ int main(int argc, char** argv) {
                         ->envname("MEDKIT_STAGE");
   serve->add_option("--listen", config.listen, "Address to listen on")->envname("MEDKIT_LISTEN");
   serve->add_option("--port", config.port, "Port (0 picks a free one)")->envname("MEDKIT_PORT");
+  serve->add_option("--gamelink-port", config.gamelink_port,
+                    "A second port, for GameLink's usual 5051 (0 picks a free one)")
+      ->envname("MEDKIT_GAMELINK_PORT");
   serve->add_option("--data-dir", config.data_dir, "RocksDB data directory")
       ->envname("MEDKIT_DATA_DIR");
   serve->add_option("--store", config.store, "rocksdb or memory")->envname("MEDKIT_STORE");

@@ -16,7 +16,7 @@ namespace medkit::http {
 class Metrics {
  public:
   // Status codes get their own series; others are counted as "other".
-  static constexpr int kStatuses[] = {200, 204, 400, 401, 403, 404, 405, 409, 413, 431, 500, 503};
+  static constexpr int kStatuses[] = {200, 204, 400, 401, 403, 404, 405, 409, 413, 429, 431, 500, 503};
   static constexpr size_t kStatusSlots = std::size(kStatuses) + 1;
   // Latency buckets, seconds.
   static constexpr double kBuckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,

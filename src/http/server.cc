@@ -21,6 +21,8 @@
 #include "http/error_map.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "http/socket_hub.h"
+#include "http/ws/hub_internal.h"
 
 namespace medkit::http {
 
@@ -52,6 +54,7 @@ const char* StatusText(int status) {
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -68,7 +71,8 @@ class Connection;
 
 struct Worker {
   asio::io_context ioc{1};
-  std::optional<tcp::acceptor> acceptor;
+  WorkerHub* hub = nullptr;  // viewer streams on this thread (owned by the SocketHub)
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;  // the port, and the extra one
   std::optional<asio::steady_timer> ticker;
   std::unordered_set<Connection*> connections;  // touched only on this worker's thread
   std::vector<std::shared_ptr<Connection>> awaiting_flush;  // responses ready, not yet durable
@@ -100,7 +104,7 @@ struct Server::Impl {
   bool finished = false;  // guarded by mu
 
   Impl(ServerOptions o, Router& r) : options(std::move(o)), router(r) {}
-  void Accept(Worker& worker);
+  void Accept(Worker& worker, tcp::acceptor& acceptor);
   void QueueForFlush(Worker& worker, std::shared_ptr<Connection> connection);
   void Tick(Worker& worker);
   void Drain(Worker& worker);
@@ -133,6 +137,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writing_ = false;
     if (!durable) {
       CloseSocket();
+      return;
+    }
+    if (upgrade_) {
+      HandOff();
       return;
     }
     Write();
@@ -189,6 +197,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             });
   }
 
+  // The socket becomes a viewer stream; this connection object ends here.
+  void HandOff() {
+    StreamRequest request = std::move(*upgrade_);
+    upgrade_.reset();
+    std::string leftover(in_.data(), in_len_);
+    in_len_ = 0;
+    worker_.hub->hub.Adopt(*worker_.hub, std::move(socket_), std::move(request), std::move(out_),
+                           std::move(leftover));
+    out_.clear();
+  }
+
   void Read() {
     if (in_len_ == in_.size()) {
       size_t limit = server_.options.max_header_bytes + server_.options.max_body_bytes + 4096;
@@ -213,7 +232,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     last_active_s_ = worker_.now_s;
     in_len_ += n;
     Process();
-    if (!out_.empty()) {
+    if (upgrade_) {
+      // Responses pipelined before the upgrade are made durable first, like any others;
+      // AfterFlush then hands the socket to the viewer hub.
+      writing_ = true;
+      server_.QueueForFlush(worker_, shared_from_this());
+    } else if (!out_.empty()) {
       // Responses wait for the worker's next durability flush (one per event-loop pass,
       // shared by every connection that has responses ready), then go out. Until then the
       // connection counts as writing (drain and idle sweeps leave it alone).
@@ -229,7 +253,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Parses every complete request in the buffer and appends each response to out_.
   void Process() {
     size_t pos = 0;
-    while (pos < in_len_ && !close_after_write_) {
+    while (pos < in_len_ && !close_after_write_ && !upgrade_) {
       if (!parser_) {
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_bytes));
@@ -261,7 +285,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     // A client that sent "Expect: 100-continue" waits for this before sending the body.
     if (parser_ && parser_->is_header_done() && !parser_->is_done() && !continue_sent_ &&
-        !close_after_write_) {
+        !close_after_write_ && !upgrade_) {
       auto expect = parser_->get()[bhttp::field::expect];
       if (expect.size() == 12 && strncasecmp(expect.data(), "100-continue", 12) == 0) {
         out_.append("HTTP/1.1 100 Continue\r\n\r\n");
@@ -284,9 +308,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto target = msg.target();
     ParseTarget(std::string_view(target.data(), target.size()), req);
     // One pass over the fields (Beast's find() walks its set once per name).
+    bool upgrade = false;
+    std::string_view ws_key;
+    std::string_view ws_version;
     for (const auto& field : msg) {
       auto value = field.value();
       switch (field.name()) {
+        case bhttp::field::upgrade:
+          upgrade = value.size() == 9 && strncasecmp(value.data(), "websocket", 9) == 0;
+          break;
+        case bhttp::field::sec_websocket_key:
+          ws_key = std::string_view(value.data(), value.size());
+          break;
+        case bhttp::field::sec_websocket_version:
+          ws_version = std::string_view(value.data(), value.size());
+          break;
         case bhttp::field::authorization:
           req.authorization.assign(value.data(), value.size());
           break;
@@ -303,6 +339,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
     req.body = std::move(msg.body());
     req.remote_ip = remote_ip_;
     bool keep_alive = msg.keep_alive();
+
+    if (worker_.hub != nullptr && !worker_.draining) {
+      SocketHub::Impl& hub = worker_.hub->hub;
+      StreamKind kind = hub.Classify(req, upgrade);
+      if (kind != StreamKind::kNone) {
+        auto stream = hub.Prepare(kind, req, ws_key, ws_version);
+        if (!stream) {
+          close_after_write_ = true;
+          Response res = ErrorResponse(stream.error());
+          if (stream.error().message == "unsupported WebSocket version") {
+            res.status = 426;
+            res.headers.emplace_back("Sec-WebSocket-Version", "13");
+          }
+          Serialize(res, false);
+          return;
+        }
+        upgrade_ = std::move(*stream);
+        return;
+      }
+    }
 
     Response res = server_.router.Dispatch(req);
     if (!keep_alive || res.close || worker_.draining) close_after_write_ = true;
@@ -370,6 +426,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t in_len_ = 0;
   std::string out_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<StreamRequest> upgrade_;  // set once a stream request is accepted
   bool continue_sent_ = false;
   bool close_after_write_ = false;
   bool writing_ = false;
@@ -378,8 +435,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int64_t last_active_s_ = 0;
 };
 
-void Server::Impl::Accept(Worker& worker) {
-  worker.acceptor->async_accept(worker.ioc, [this, &worker](error_code ec, tcp::socket socket) {
+void Server::Impl::Accept(Worker& worker, tcp::acceptor& acceptor) {
+  acceptor.async_accept(worker.ioc, [this, &worker, &acceptor](error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || worker.draining) return;
       // Out of descriptors or similar: retry shortly rather than spin.
@@ -387,7 +444,7 @@ void Server::Impl::Accept(Worker& worker) {
     } else if (!worker.draining) {
       std::make_shared<Connection>(std::move(socket), worker, *this)->Start();
     }
-    if (!worker.draining) Accept(worker);
+    if (!worker.draining) Accept(worker, acceptor);
   });
 }
 
@@ -421,16 +478,20 @@ void Server::Impl::Tick(Worker& worker) {
 void Server::Impl::Drain(Worker& worker) {
   worker.draining = true;
   error_code ec;
-  if (worker.acceptor) worker.acceptor->close(ec);
+  for (auto& acceptor : worker.acceptors) acceptor->close(ec);
   if (worker.ticker) worker.ticker->cancel();
   std::vector<Connection*> all(worker.connections.begin(), worker.connections.end());
   for (Connection* c : all) c->Drain();
+  if (worker.hub != nullptr) worker.hub->hub.Drain(*worker.hub);
 }
 
 Server::Server(ServerOptions options, Router& router)
     : impl_(std::make_unique<Impl>(std::move(options), router)) {}
 
-Server::~Server() = default;
+Server::~Server() {
+  // The hub's per-thread parts refer to this server's io_contexts: drop them first.
+  if (impl_->options.hub != nullptr) impl_->options.hub->impl().DetachWorkers();
+}
 
 core::Result<uint16_t> Server::Listen() {
   auto& o = impl_->options;
@@ -438,29 +499,47 @@ core::Result<uint16_t> Server::Listen() {
   auto address = asio::ip::make_address(o.listen, ec);
   if (ec) return core::MakeError(core::Errc::kInvalidArgument, "bad listen address " + o.listen);
   uint16_t port = o.port;
+  int extra = o.extra_port;
   int threads = std::max(1, o.threads);
+  // Every thread listens on the same ports (SO_REUSEPORT); port 0 is resolved by the first.
+  auto bind = [&](Worker& worker, uint16_t want) -> core::Result<uint16_t> {
+    tcp::endpoint endpoint(address, want);
+    auto acceptor = std::make_unique<tcp::acceptor>(worker.ioc);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor->set_option(reuse_port(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return core::MakeError(core::Errc::kUnavailable, "cannot listen on " + o.listen + ":" +
+                                                           std::to_string(want) + ": " +
+                                                           ec.message());
+    }
+    uint16_t bound = acceptor->local_endpoint().port();
+    worker.acceptors.push_back(std::move(acceptor));
+    return bound;
+  };
   for (int i = 0; i < threads; ++i) {
     auto worker = std::make_unique<Worker>();
     worker->RefreshClock();
-    tcp::endpoint endpoint(address, port);
-    auto& acceptor = worker->acceptor.emplace(worker->ioc);
-    acceptor.open(endpoint.protocol(), ec);
-    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.set_option(reuse_port(true), ec);
-    if (!ec) acceptor.bind(endpoint, ec);
-    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      return core::MakeError(core::Errc::kUnavailable, "cannot listen on " + o.listen + ":" +
-                                                           std::to_string(port) + ": " +
-                                                           ec.message());
+    auto bound = bind(*worker, port);
+    if (!bound) return std::move(bound).error();
+    port = *bound;
+    if (extra >= 0) {
+      auto second = bind(*worker, static_cast<uint16_t>(extra));
+      if (!second) return std::move(second).error();
+      extra = *second;
     }
-    port = acceptor.local_endpoint().port();
     worker->ticker.emplace(worker->ioc);
+    if (o.hub != nullptr) worker->hub = &o.hub->impl().AddWorker(worker->ioc);
     impl_->workers.push_back(std::move(worker));
   }
   o.port = port;
+  o.extra_port = extra;
   return port;
 }
+
+int Server::extra_port() const { return impl_->options.extra_port; }
 
 void Server::StopOnSignals() {
   Worker& first = *impl_->workers.front();
@@ -474,7 +553,7 @@ void Server::StopOnSignals() {
 
 void Server::Run() {
   for (auto& w : impl_->workers) {
-    impl_->Accept(*w);
+    for (auto& acceptor : w->acceptors) impl_->Accept(*w, *acceptor);
     impl_->Tick(*w);
   }
   // Watchdog: once Stop() is called, in-flight work gets the grace period, then the loops

@@ -15,15 +15,19 @@
 namespace medkit::http {
 
 class Router;
+class SocketHub;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1";
   uint16_t port = 5000;  // 0 picks a free port (see Listen())
+  // A second port serving the same (GameLink's 5051, so stock SDK configs work); -1: none.
+  int extra_port = -1;
   int threads = 1;
   size_t max_header_bytes = 16 * 1024;   // 431 beyond
   size_t max_body_bytes = 1024 * 1024;   // 413 beyond
   int idle_timeout_seconds = 120;        // a connection with nothing to do is closed
   int shutdown_grace_seconds = 10;       // Stop(): in-flight work gets this long
+  SocketHub* hub = nullptr;  // viewer streams (Pusher, native WebSocket, SSE); null: none
 };
 
 class Server {
@@ -33,8 +37,10 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds every thread's listener; returns the port actually bound.
+  // Binds every thread's listeners; returns the port actually bound.
   core::Result<uint16_t> Listen();
+  // The extra port actually bound (after Listen()), or -1.
+  int extra_port() const;
   // Makes SIGINT and SIGTERM call Stop(). Call before Run().
   void StopOnSignals();
   // Serves until Stop() has drained every connection. Blocks the calling thread.

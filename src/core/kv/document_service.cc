@@ -232,11 +232,34 @@ Result<void> DocumentService::Replace(const Identity& who, DocKind kind, const j
   return written;
 }
 
-void DocumentService::PublishWrite(const Identity& who, DocKind kind,
-                                   const std::string& text) const {
-  if (events_ == nullptr || kind != DocKind::kChannelState) return;
-  events_->Publish(events::Event{who.client_id, who.channel_id, "channel_state_update", text,
-                                 clock_.NowMs()});
+void DocumentService::PublishWrite(const Identity& who, DocKind kind, const std::string& text,
+                                   std::string_view channel) const {
+  if (events_ == nullptr) return;
+  if (channel.empty()) channel = who.channel_id;
+  // Channel state goes to viewers and games; the others to games only (spec 5.3.3).
+  events::Event event{who.client_id, std::string(channel), "", text, clock_.NowMs()};
+  switch (kind) {
+    case DocKind::kChannelState:
+      event.name = "channel_state_update";
+      break;
+    case DocKind::kExtensionState:
+      event.name = "extension_state_update";
+      event.channel_id.clear();
+      event.viewers = false;
+      break;
+    case DocKind::kChannelConfig:
+      event.name = "channel_config_update";
+      event.viewers = false;
+      break;
+    case DocKind::kExtensionConfig:
+      event.name = "extension_config_update";
+      event.channel_id.clear();
+      event.viewers = false;
+      break;
+    default:
+      return;
+  }
+  events_->Publish(event);
 }
 
 Result<void> DocumentService::Patch(const Identity& who, DocKind kind, const json::value& body) {
@@ -276,7 +299,13 @@ Result<void> DocumentService::Patch(const Identity& who, DocKind kind, const jso
     targets.push_back(std::move(*target));
     patches.push_back(&entry.value());
   }
-  return PatchTargets(targets, patches);
+  std::vector<std::shared_ptr<const std::string>> written;
+  auto patched = PatchTargets(targets, patches, &written);
+  if (patched && kind == DocKind::kChannelConfig && written.size() == map.size()) {
+    size_t i = 0;
+    for (const auto& entry : map) PublishWrite(who, kind, *written[i++], entry.key());
+  }
+  return patched;
 }
 
 Result<void> DocumentService::PatchTargets(

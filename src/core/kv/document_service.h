@@ -119,8 +119,11 @@ class DocumentService {
   DocLimits limits_;
   std::unique_ptr<DocumentCache> cache_;  // null when disabled
   events::EventBus* events_;               // may be null
-  // Publishes channel_state_update with text when kind is channel state.
-  void PublishWrite(const auth::Identity& who, DocKind kind, const std::string& text) const;
+  // Publishes the write of kind (text: the new document) on the event bus:
+  // channel_state_update (viewers and games), extension_state_update, channel_config_update,
+  // extension_config_update (games). channel: the written channel, if not the caller's.
+  void PublishWrite(const auth::Identity& who, DocKind kind, const std::string& text,
+                    std::string_view channel = {}) const;
 };
 
 // Write access of who to kind, per the table above (exposed for the policy tests).

@@ -45,11 +45,34 @@ function installDummyWebSocket(window) {
   window.MozWebSocket = undefined;
 }
 
+// The page snippet of docs/snippets/medkit-pusher-shim.js, exactly as developers load it.
+const SHIM_PATH = path.join(path.dirname(new URL(import.meta.url).pathname),
+                            '../../../docs/snippets/medkit-pusher-shim.js');
+
+// Sends the bundled pusher-js connection to the server (as the docs tell developers to), and
+// makes sure nothing in the window can reach a host other than loopback: pusher-js falls back
+// to HTTP transports on Pusher's hosts when its WebSocket fails.
+function installPusherShim(window, serverBase) {
+  window.OPENMEDKIT_PUSHER_URL = serverBase.replace(/^http/, 'ws');
+  window.eval(fs.readFileSync(SHIM_PATH, 'utf8'));
+  const open = window.XMLHttpRequest.prototype.open;
+  window.XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    const u = new window.URL(url, window.location.href);
+    if (u.hostname !== '127.0.0.1' && u.hostname !== 'localhost') {
+      throw new Error(`test window refused a request to ${u.host}`);
+    }
+    return open.call(this, method, url, ...rest);
+  };
+}
+
 // Opens one simulated user. Returns {window, Muxy, sdk, user, errors, close()}.
+// With `pusher: true` the SDK's Pusher connection goes to the server (sdk.listen() works);
+// otherwise a dummy WebSocket keeps it from dialling anywhere.
 // `errors` collects jsdom console errors / uncaught script errors of that window (useful when a
 // CORS failure only shows up as a network error).
 export async function openUser(serverBase, {role, channelID, userID, clientID = 'testclientid',
-                                            origin, jwt, loadTimeoutMs = 10000} = {}) {
+                                            origin, jwt, pusher = false,
+                                            loadTimeoutMs = 10000} = {}) {
   const errors = [];
   const virtualConsole = new VirtualConsole();
   virtualConsole.on('jsdomError', (e) => errors.push(e));
@@ -58,7 +81,11 @@ export async function openUser(serverBase, {role, channelID, userID, clientID = 
   const dom = new JSDOM('<!doctype html><html><head></head><body></body></html>',
                         {url: pageUrl, runScripts: 'outside-only', virtualConsole});
   const window = dom.window;
-  installDummyWebSocket(window);
+  if (pusher) {
+    installPusherShim(window, serverBase);
+  } else {
+    installDummyWebSocket(window);
+  }
   let closed = false;
   const close = () => {
     if (closed) return;
