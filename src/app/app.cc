@@ -296,6 +296,7 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
     const TwitchConfig& t = config.twitch;
     http::TwitchPubSubOptions options;
     options.api_base = t.api_base;
+    options.ca_file = t.ca_file;
     options.max_connections = t.connections;
     options.queue.per_minute = t.rate_per_minute;
     options.queue.burst = t.burst;

@@ -93,8 +93,8 @@ core::Result<void> ReadMessaging(const json::value& v, MessagingConfig& m) {
 core::Result<void> ReadTwitch(const json::value& v, TwitchConfig& t) {
   if (!v.is_object()) return Bad("twitch must be an object");
   const json::object& o = v.get_object();
-  static const char* kKeys[] = {"pubsub", "api_base",    "rate_per_minute", "burst",
-                                "queue_limit", "connections", "max_tries"};
+  static const char* kKeys[] = {"pubsub",      "api_base",    "ca_file",  "rate_per_minute",
+                                "burst",       "queue_limit", "connections", "max_tries"};
   for (const auto& kv : o) {
     bool known = false;
     for (const char* k : kKeys) known = known || kv.key() == k;
@@ -102,6 +102,7 @@ core::Result<void> ReadTwitch(const json::value& v, TwitchConfig& t) {
   }
   if (auto r = ReadBool(o, "pubsub", t.pubsub); !r) return r;
   if (auto r = ReadString(o, "api_base", t.api_base); !r) return r;
+  if (auto r = ReadString(o, "ca_file", t.ca_file); !r) return r;
   if (auto r = ReadNumber(o, "rate_per_minute", t.rate_per_minute, 60'000'000); !r) return r;
   if (auto r = ReadNumber(o, "burst", t.burst, 1'000'000); !r) return r;
   if (auto r = ReadNumber(o, "queue_limit", t.queue_limit, 1'000'000); !r) return r;

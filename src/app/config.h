@@ -39,6 +39,7 @@ struct MessagingConfig {
 struct TwitchConfig {
   bool pubsub = false;
   std::string api_base = "https://api.twitch.tv/helix";
+  std::string ca_file;  // https: PEM CAs to trust instead of the system's store
   // Per channel (and for global messages): Twitch's measured limit is a pool of 100 that
   // refills at 1 a second (spec 6.3).
   int64_t rate_per_minute = 60;

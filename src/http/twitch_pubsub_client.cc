@@ -229,8 +229,11 @@ asio::awaitable<void> TwitchPubSubClient::Impl::Connect(Conn& c, error_code& ec)
   c.tls.reset();
   if (endpoint.tls) {
     c.tls.emplace(ioc, *ssl_ctx);
-    // SNI, and the certificate must name the host.
-    if (!SSL_set_tlsext_host_name(c.tls->native_handle(), endpoint.host.c_str())) {
+    // SNI (for a host name; RFC 6066 has none for addresses), and the certificate must name
+    // the host (checked as a name or as an address).
+    error_code not_ip;
+    (void)asio::ip::make_address(endpoint.host, not_ip);
+    if (not_ip && !SSL_set_tlsext_host_name(c.tls->native_handle(), endpoint.host.c_str())) {
       ec = error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
       co_return;
     }
@@ -373,7 +376,16 @@ core::Result<std::unique_ptr<TwitchPubSubClient>> TwitchPubSubClient::Create(
   if (tls) {
     error_code ec;
     impl->ssl_ctx.emplace(ssl::context::tls_client);
-    impl->ssl_ctx->set_default_verify_paths(ec);
+    const std::string& ca_file = impl->options.ca_file;
+    if (!ca_file.empty()) {
+      impl->ssl_ctx->load_verify_file(ca_file, ec);
+      if (ec) {
+        return core::MakeError(core::Errc::kInvalidArgument,
+                               "config: twitch.ca_file \"" + ca_file + "\": " + ec.message());
+      }
+    } else {
+      impl->ssl_ctx->set_default_verify_paths(ec);
+    }
     if (!ec) impl->ssl_ctx->set_verify_mode(ssl::verify_peer, ec);
     if (ec) {
       return core::MakeError(core::Errc::kInternal, "twitch pubsub: TLS setup: " + ec.message());

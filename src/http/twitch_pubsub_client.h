@@ -8,7 +8,8 @@
 // the client's own thread. That thread runs an Asio event loop with a timer: it takes what the
 // queue allows and posts it over a small pool of keep-alive HTTP/1.1 connections (at most
 // max_connections requests at once), plain http:// or https:// (OpenSSL, the system's CA
-// store, SNI and host name verification). Requests are built by core/broadcast/twitch_pubsub.h.
+// store or ca_file, SNI and host name verification). Requests are built by
+// core/broadcast/twitch_pubsub.h.
 //
 // Messages whose client id is not a registered extension with a secret and an owner id are
 // skipped (counted; the first one is logged). Beast and Asio stay inside the .cc.
@@ -33,6 +34,7 @@ namespace medkit::http {
 
 struct TwitchPubSubOptions {
   std::string api_base = "https://api.twitch.tv/helix";  // http:// or https://, optional path
+  std::string ca_file;  // https: PEM file of the CAs to trust; empty: the system's store
   core::broadcast::PubSubQueueOptions queue;
   int max_connections = 4;         // concurrent requests (and pooled connections)
   int request_timeout_ms = 10'000;  // connect + TLS handshake, and write + read, each
@@ -41,7 +43,8 @@ struct TwitchPubSubOptions {
 
 class TwitchPubSubClient final : public core::broadcast::ViewerSink {
  public:
-  // Checks api_base (kInvalidArgument) and sets up TLS (kInternal if OpenSSL fails). The
+  // Checks api_base and ca_file (kInvalidArgument) and sets up TLS (kInternal if OpenSSL
+  // fails). The
   // registry and the clock must outlive the client. Does not start the thread.
   static core::Result<std::unique_ptr<TwitchPubSubClient>> Create(
       TwitchPubSubOptions options, const core::auth::ExtensionRegistry& registry,

@@ -8,8 +8,9 @@ import {describe, it, before, after} from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import zlib from 'node:zlib';
-import {spawnSync} from 'node:child_process';
+import {spawnSync, execFileSync} from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,12 +40,13 @@ async function waitFor(cond, what, timeout = 30000) {
 
 // A fake Helix endpoint: records every request; answers what respond(record) returns
 // ({status, headers}, default 204), or never answers when it returns 'hang'.
-// closeIdleAfterMs: close each connection (FIN) that long after a response, as a server
-// ending idle keep-alive connections does.
-async function fakeTwitch(respond = () => ({status: 204}), {closeIdleAfterMs} = {}) {
+// closeIdleAfterMs: close each connection that long after a response, as a server ending
+// idle keep-alive connections does. tls: {key, cert} serves https.
+async function fakeTwitch(respond = () => ({status: 204}), {closeIdleAfterMs, tls} = {}) {
   const requests = [];
   const hanging = [];
-  const server = http.createServer((req, res) => {
+  const tlsErrors = [];
+  const handler = (req, res) => {
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (c) => { body += c; });
@@ -52,7 +54,7 @@ async function fakeTwitch(respond = () => ({status: 204}), {closeIdleAfterMs} = 
       let json;
       try { json = JSON.parse(body); } catch { json = undefined; }
       const record = {method: req.method, url: req.url, headers: req.headers, body, json, at: Date.now(),
-                      socket: req.socket.remotePort};
+                      socket: req.socket.remotePort, servername: req.socket.servername};
       record.channel = json && (json.broadcaster_id || (json.is_global_broadcast ? '*global*' : undefined));
       requests.push(record);
       const r = respond(record, requests);
@@ -65,11 +67,13 @@ async function fakeTwitch(respond = () => ({status: 204}), {closeIdleAfterMs} = 
         res.on('finish', () => setTimeout(() => socket.destroy(), closeIdleAfterMs));
       }
     });
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
+  server.on('tlsClientError', (e) => tlsErrors.push(e.message));
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const {port} = server.address();
   return {
-    requests, port, base: `http://127.0.0.1:${port}/helix`,
+    requests, port, tlsErrors, base: `${tls ? 'https' : 'http'}://127.0.0.1:${port}/helix`,
     forChannel: (ch) => requests.filter((r) => r.channel === ch),
     close: () => new Promise((resolve) => {
       for (const res of hanging) res.destroy();
@@ -473,4 +477,77 @@ describe('twitch pubsub: configuration', () => {
       }
     });
   }
+});
+
+describe('twitch pubsub over https (loopback certificates)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'medkit-tls-'));
+  // A self-signed certificate (its own CA) for the given subjectAltName.
+  function makeCert(name, san) {
+    const key = path.join(dir, `${name}.key`), cert = path.join(dir, `${name}.pem`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                             '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`,
+                             '-addext', `subjectAltName=${san}`], {stdio: 'ignore'});
+    return {keyFile: key, certFile: cert, key: fs.readFileSync(key), cert: fs.readFileSync(cert)};
+  }
+  const servers = [], fakes = [];
+  let good, wrong;
+  before(() => {
+    good = makeCert('localhost', 'DNS:localhost,IP:127.0.0.1');
+    wrong = makeCert('wrong.example', 'DNS:wrong.example');
+  });
+  after(async () => {
+    for (const srv of servers) { await srv.stop(); srv.cleanup(); }
+    for (const f of fakes) await f.close();
+    fs.rmSync(dir, {recursive: true, force: true});
+  });
+  async function start(fake, twitch) {
+    const srv = await startServer({stage: 'production', store: 'memory',
+      config: {extensions: extensions(), twitch: {pubsub: true, ...twitch}}});
+    servers.push(srv);
+    const r = await srv.request('POST', 'broadcast', {token: backend(), clientId: EXT,
+      body: {event: 'secure', user_id: 'tlsch', data: {tls: true}}});
+    assert.equal(r.status, 200, r.text);
+    return srv;
+  }
+
+  it('posts over TLS to a host whose certificate a configured CA signed, with SNI', async () => {
+    const fake = await fakeTwitch(undefined, {tls: {key: good.key, cert: good.cert}});
+    fakes.push(fake);
+    const srv = await start(fake, {api_base: `https://localhost:${fake.port}/helix`, ca_file: good.certFile});
+    const [req] = await waitFor(() => { const m = withEvent(fake.requests, 'secure'); return m.length ? m : null; }, 'https post');
+    assert.equal(req.servername, 'localhost', 'SNI');
+    assert.equal(req.url, '/helix/extensions/pubsub');
+    checkClaims(verifyBearer(req.headers.authorization), 'tlsch', 'broadcast');
+    assert.deepEqual(JSON.parse(req.json.message), {event: `production:${EXT}:secure`, data: {tls: true}});
+    assert.equal(await metric(srv, posts('failed')), 0);
+  });
+
+  it('refuses a certificate the system CA store does not trust', async () => {
+    const fake = await fakeTwitch(undefined, {tls: {key: good.key, cert: good.cert}});
+    fakes.push(fake);
+    const srv = await start(fake, {api_base: `https://127.0.0.1:${fake.port}/helix`});
+    await waitFor(async () => (await metric(srv, posts('failed'))) >= 1, 'a failed post');
+    assert.equal(fake.requests.length, 0, 'nothing sent over an unverified connection');
+    assert.ok(fake.tlsErrors.length >= 1, 'the handshake was attempted and abandoned');
+    assert.equal(await metric(srv, posts('ok')), 0);
+  });
+
+  it('refuses a trusted certificate that names another host', async () => {
+    const fake = await fakeTwitch(undefined, {tls: {key: wrong.key, cert: wrong.cert}});
+    fakes.push(fake);
+    const srv = await start(fake, {api_base: `https://127.0.0.1:${fake.port}/helix`, ca_file: wrong.certFile});
+    await waitFor(async () => (await metric(srv, posts('failed'))) >= 1, 'a failed post');
+    assert.equal(fake.requests.length, 0, 'nothing sent to a host the certificate does not name');
+    assert.equal(await metric(srv, posts('ok')), 0);
+  });
+
+  it('refuses a ca_file that cannot be read', () => {
+    const file = path.join(dir, 'c.json');
+    fs.writeFileSync(file, JSON.stringify({extensions: extensions(),
+      twitch: {pubsub: true, api_base: 'https://127.0.0.1:1', ca_file: path.join(dir, 'missing.pem')}}));
+    const r = spawnSync(BIN, ['serve', '--port', '0', '--store', 'memory', '--stage', 'production',
+                              '--config', file], {encoding: 'utf8', timeout: 15000});
+    assert.equal(r.status, 2, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /twitch\.ca_file/);
+  });
 });
