@@ -52,7 +52,7 @@ constexpr uint64_t kMaxResponseBody = 64 * 1024;
 
 struct Endpoint {
   bool tls = false;
-  std::string host;         // for resolving, SNI and certificate checks
+  std::string host;  // for resolving, SNI and certificate checks
   std::string port;
   std::string host_header;  // Host: value
   std::string target;       // <path>/extensions/pubsub
@@ -120,7 +120,10 @@ int64_t ParseResetSeconds(std::string_view text) {
 struct TwitchPubSubClient::Impl {
   Impl(TwitchPubSubOptions o, Endpoint e, const core::auth::ExtensionRegistry& r,
        const core::Clock& c)
-      : options(std::move(o)), endpoint(std::move(e)), registry(r), clock(c),
+      : options(std::move(o)),
+        endpoint(std::move(e)),
+        registry(r),
+        clock(c),
         queue(c, options.queue) {}
 
   TwitchPubSubOptions options;
@@ -261,8 +264,8 @@ asio::awaitable<void> TwitchPubSubClient::Impl::Post(Conn* c, PubSubSend send) {
   if (ext == nullptr) {
     outcome.status = 400;  // cannot happen: Deliver checked it and the registry is immutable
   } else {
-    auto built = core::broadcast::BuildPubSubRequest(*send.message, send.part, *ext,
-                                                     clock.NowSeconds());
+    auto built =
+        core::broadcast::BuildPubSubRequest(*send.message, send.part, *ext, clock.NowSeconds());
     bhttp::request<bhttp::string_body> req{bhttp::verb::post, endpoint.target, 11};
     req.set(bhttp::field::host, endpoint.host_header);
     req.set(bhttp::field::user_agent, "OpenMEDKit");
@@ -311,8 +314,8 @@ asio::awaitable<void> TwitchPubSubClient::Impl::Post(Conn* c, PubSubSend send) {
       outcome.ratelimit_reset_s = ParseResetSeconds(res["Ratelimit-Reset"]);
       if (!res.keep_alive()) c->Close();
       if (outcome.status < 200 || outcome.status >= 300) {
-        spdlog::debug("twitch pubsub: POST {} answered {}: {}", endpoint.target,
-                      outcome.status, res.body().substr(0, 200));
+        spdlog::debug("twitch pubsub: POST {} answered {}: {}", endpoint.target, outcome.status,
+                      res.body().substr(0, 200));
       }
       break;
     }
@@ -451,8 +454,9 @@ void TwitchPubSubClient::RenderMetrics(std::string& out) const {
     out += " " + std::to_string(v) + "\n";
   };
   const char* m = "medkit_twitch_pubsub_messages_total";
-  out += "# HELP medkit_twitch_pubsub_messages_total Viewer messages by what the Twitch PubSub "
-         "transport did with them.\n# TYPE medkit_twitch_pubsub_messages_total counter\n";
+  out +=
+      "# HELP medkit_twitch_pubsub_messages_total Viewer messages by what the Twitch PubSub "
+      "transport did with them.\n# TYPE medkit_twitch_pubsub_messages_total counter\n";
   line(m, "queued", c.queue.queued);
   line(m, "sent", c.queue.sent);
   line(m, "coalesced", c.queue.coalesced);
@@ -460,16 +464,19 @@ void TwitchPubSubClient::RenderMetrics(std::string& out) const {
   line(m, "dropped_failed", c.queue.dropped_failed);
   line(m, "skipped", c.skipped);
   const char* p = "medkit_twitch_pubsub_posts_total";
-  out += "# HELP medkit_twitch_pubsub_posts_total Twitch PubSub POSTs by outcome (retried: "
-         "failed and to be tried again).\n# TYPE medkit_twitch_pubsub_posts_total counter\n";
+  out +=
+      "# HELP medkit_twitch_pubsub_posts_total Twitch PubSub POSTs by outcome (retried: "
+      "failed and to be tried again).\n# TYPE medkit_twitch_pubsub_posts_total counter\n";
   line(p, "ok", c.queue.parts_sent);
   line(p, "failed", c.queue.failed);
   line(p, "retried", c.queue.retried);
-  out += "# HELP medkit_twitch_pubsub_queued Messages waiting for the Twitch PubSub transport.\n"
-         "# TYPE medkit_twitch_pubsub_queued gauge\n";
+  out +=
+      "# HELP medkit_twitch_pubsub_queued Messages waiting for the Twitch PubSub transport.\n"
+      "# TYPE medkit_twitch_pubsub_queued gauge\n";
   line("medkit_twitch_pubsub_queued", nullptr, c.queue.waiting);
-  out += "# HELP medkit_twitch_pubsub_in_flight Twitch PubSub POSTs in flight.\n"
-         "# TYPE medkit_twitch_pubsub_in_flight gauge\n";
+  out +=
+      "# HELP medkit_twitch_pubsub_in_flight Twitch PubSub POSTs in flight.\n"
+      "# TYPE medkit_twitch_pubsub_in_flight gauge\n";
   line("medkit_twitch_pubsub_in_flight", nullptr, c.queue.in_flight);
 }
 

@@ -36,7 +36,7 @@ struct TwitchPubSubOptions {
   std::string api_base = "https://api.twitch.tv/helix";  // http:// or https://, optional path
   std::string ca_file;  // https: PEM file of the CAs to trust; empty: the system's store
   core::broadcast::PubSubQueueOptions queue;
-  int max_connections = 4;         // concurrent requests (and pooled connections)
+  int max_connections = 4;          // concurrent requests (and pooled connections)
   int request_timeout_ms = 10'000;  // connect + TLS handshake, and write + read, each
   int shutdown_grace_ms = 2'000;    // Stop(): in-flight requests get this long
 };

@@ -138,6 +138,14 @@ async function metric(srv, line) {
 const messages = (result) => `medkit_twitch_pubsub_messages_total{result="${result}"}`;
 const posts = (result) => `medkit_twitch_pubsub_posts_total{result="${result}"}`;
 
+// Stops a server and checks it exited cleanly (SIGTERM: exit code 0, no crash, no sanitizer
+// report).
+async function stopClean(srv) {
+  const exit = await srv.stop();
+  srv.cleanup();
+  assert.deepEqual(exit, {code: 0, signal: null}, 'clean exit\n' + srv.output());
+}
+
 function extensions(extra = []) {
   return [{client_id: EXT, secret: SECRET, owner_id: OWNER}, ...extra];
 }
@@ -156,11 +164,7 @@ describe('twitch pubsub: what is posted', () => {
     });
   });
   after(async () => {
-    if (srv) {
-      const exit = await srv.stop();
-      srv.cleanup();
-      assert.deepEqual(exit, {code: 0, signal: null}, 'clean exit\n' + srv.output());
-    }
+    if (srv) await stopClean(srv);
     if (twitch) await twitch.close();
   });
 
@@ -273,7 +277,7 @@ describe('twitch pubsub: keep-alive connections closed by Twitch', () => {
     });
   });
   after(async () => {
-    if (srv) { await srv.stop(); srv.cleanup(); }
+    if (srv) await stopClean(srv);
     if (twitch) await twitch.close();
   });
 
@@ -305,7 +309,7 @@ describe('twitch pubsub: rate limit and coalescing', () => {
     });
   });
   after(async () => {
-    if (srv) { await srv.stop(); srv.cleanup(); }
+    if (srv) await stopClean(srv);
     if (twitch) await twitch.close();
   });
 
@@ -382,7 +386,7 @@ describe('twitch pubsub: retries and drops', () => {
   });
   after(async () => {
     if (twitch) await twitch.close();
-    if (srv) { await srv.stop(); srv.cleanup(); }
+    if (srv) await stopClean(srv);
   });
 
   it('429 answers (with Ratelimit-Reset) are retried and the message arrives later', async () => {
@@ -448,8 +452,7 @@ describe('twitch pubsub: configuration', () => {
       const m = await srv.request('GET', '/metrics');
       assert.doesNotMatch(m.text, /medkit_twitch_pubsub/);
     } finally {
-      await srv.stop();
-      srv.cleanup();
+      await stopClean(srv);
     }
   });
 
@@ -496,7 +499,7 @@ describe('twitch pubsub over https (loopback certificates)', () => {
     wrong = makeCert('wrong.example', 'DNS:wrong.example');
   });
   after(async () => {
-    for (const srv of servers) { await srv.stop(); srv.cleanup(); }
+    for (const srv of servers) await stopClean(srv);
     for (const f of fakes) await f.close();
     fs.rmSync(dir, {recursive: true, force: true});
   });

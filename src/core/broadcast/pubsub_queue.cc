@@ -28,9 +28,7 @@ bool Retryable(int status) {
 }  // namespace
 
 PubSubQueue::PubSubQueue(const Clock& clock, PubSubQueueOptions options)
-    : clock_(clock),
-      options_(Clamped(options)),
-      burst_units_(options_.burst * kUnitsPerToken) {}
+    : clock_(clock), options_(Clamped(options)), burst_units_(options_.burst * kUnitsPerToken) {}
 
 std::string PubSubQueue::DestinationKey(const ViewerMessage& m) {
   std::string key = m.client_id;

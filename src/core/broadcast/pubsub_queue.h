@@ -46,11 +46,11 @@
 namespace medkit::core::broadcast {
 
 struct PubSubQueueOptions {
-  int64_t burst = 100;            // tokens a quiet destination has; at least 1
-  int64_t per_minute = 60;        // refill, tokens a minute; at least 1
-  size_t queue_limit = 100;       // custom messages waiting per destination; at least 1
-  int max_tries = 8;              // 429 / 5xx / network error: attempts before dropping
-  int max_rejected_tries = 3;     // other 4xx: attempts before dropping
+  int64_t burst = 100;         // tokens a quiet destination has; at least 1
+  int64_t per_minute = 60;     // refill, tokens a minute; at least 1
+  size_t queue_limit = 100;    // custom messages waiting per destination; at least 1
+  int max_tries = 8;           // 429 / 5xx / network error: attempts before dropping
+  int max_rejected_tries = 3;  // other 4xx: attempts before dropping
   int64_t backoff_initial_ms = 1000;
   int64_t backoff_max_ms = 60'000;
   int64_t max_reset_wait_ms = 120'000;  // a Ratelimit-Reset further away is capped to this
@@ -109,17 +109,17 @@ class PubSubQueue {
   int64_t NextWakeMs() const;
 
   struct Counts {
-    uint64_t queued = 0;        // messages accepted by Enqueue
-    uint64_t sent = 0;          // messages delivered (every part answered 2xx)
-    uint64_t parts_sent = 0;    // POSTs answered 2xx
-    uint64_t failed = 0;        // POSTs that failed (non-2xx or no response)
-    uint64_t retried = 0;       // failed POSTs that will be tried again
-    uint64_t coalesced = 0;     // messages superseded by a newer one with the same key
+    uint64_t queued = 0;            // messages accepted by Enqueue
+    uint64_t sent = 0;              // messages delivered (every part answered 2xx)
+    uint64_t parts_sent = 0;        // POSTs answered 2xx
+    uint64_t failed = 0;            // POSTs that failed (non-2xx or no response)
+    uint64_t retried = 0;           // failed POSTs that will be tried again
+    uint64_t coalesced = 0;         // messages superseded by a newer one with the same key
     uint64_t dropped_overflow = 0;  // custom messages dropped past queue_limit
     uint64_t dropped_failed = 0;    // messages dropped after failing too often
-    uint64_t waiting = 0;       // gauge: messages queued now (in flight included)
-    uint64_t in_flight = 0;     // gauge: POSTs in flight now
-    uint64_t destinations = 0;  // gauge: destinations tracked (idle ones until refilled)
+    uint64_t waiting = 0;           // gauge: messages queued now (in flight included)
+    uint64_t in_flight = 0;         // gauge: POSTs in flight now
+    uint64_t destinations = 0;      // gauge: destinations tracked (idle ones until refilled)
   };
   Counts counts() const;
 
@@ -134,12 +134,12 @@ class PubSubQueue {
   };
   struct Destination {
     std::deque<Entry> queue;
-    size_t custom = 0;            // entries with an empty coalesce_key
-    int64_t units = 0;            // tokens × 60000
-    int64_t units_at_ms = 0;      // when units was computed
-    int64_t not_before_ms = 0;    // backoff: no POST before this
-    uint64_t in_flight = 0;       // ticket in flight, 0 when none
-    bool scheduled = false;       // in ready_
+    size_t custom = 0;          // entries with an empty coalesce_key
+    int64_t units = 0;          // tokens × 60000
+    int64_t units_at_ms = 0;    // when units was computed
+    int64_t not_before_ms = 0;  // backoff: no POST before this
+    uint64_t in_flight = 0;     // ticket in flight, 0 when none
+    bool scheduled = false;     // in ready_
     std::pair<int64_t, uint64_t> ready_key{0, 0};
   };
   using DestMap = std::map<std::string, Destination>;
@@ -160,10 +160,10 @@ class PubSubQueue {
   // Destinations with waiting work and nothing in flight, by (eligible time, order).
   std::map<std::pair<int64_t, uint64_t>, DestMap::iterator> ready_;  // guarded by mu_
   std::map<uint64_t, DestMap::iterator> tickets_;                    // guarded by mu_
-  uint64_t next_ticket_ = 1;       // guarded by mu_
-  uint64_t next_order_ = 1;        // guarded by mu_
-  int64_t last_prune_ms_ = 0;      // guarded by mu_
-  Counts counts_;                  // guarded by mu_ (gauges computed on read)
+  uint64_t next_ticket_ = 1;                                         // guarded by mu_
+  uint64_t next_order_ = 1;                                          // guarded by mu_
+  int64_t last_prune_ms_ = 0;                                        // guarded by mu_
+  Counts counts_;  // guarded by mu_ (gauges computed on read)
 };
 
 }  // namespace medkit::core::broadcast

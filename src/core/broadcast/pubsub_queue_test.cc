@@ -6,10 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -25,9 +25,9 @@ namespace json = boost::json;
 
 constexpr int64_t kStart = 1'700'000'000'000;
 
-ViewerMessagePtr Msg(std::string name, std::string channel = "ch1",
-                     std::string coalesce_key = {}, std::vector<std::string> parts = {},
-                     std::string target = "broadcast", std::string client = "cid") {
+ViewerMessagePtr Msg(std::string name, std::string channel = "ch1", std::string coalesce_key = {},
+                     std::vector<std::string> parts = {}, std::string target = "broadcast",
+                     std::string client = "cid") {
   auto m = std::make_shared<ViewerMessage>();
   m->client_id = std::move(client);
   m->channel_id = std::move(channel);
@@ -120,7 +120,7 @@ TEST_F(PubSubQueueTest, DestinationsHaveTheirOwnBucketsAndWhispersShareTheChanne
   q.Enqueue(Msg("a1", "A"));
   q.Enqueue(Msg("w1", "A", {}, {}, "whisper-U7"));  // counts against channel A
   q.Enqueue(Msg("b1", "B"));
-  q.Enqueue(Msg("g1", ""));  // global: its own pool
+  q.Enqueue(Msg("g1", ""));                                        // global: its own pool
   q.Enqueue(Msg("x1", "A", {}, {}, "broadcast", "other-client"));  // another extension
   EXPECT_EQ(PubSubQueue::DestinationKey(*Msg("w", "A", {}, {}, "whisper-U7")),
             PubSubQueue::DestinationKey(*Msg("a", "A")));
@@ -131,7 +131,8 @@ TEST_F(PubSubQueueTest, DestinationsHaveTheirOwnBucketsAndWhispersShareTheChanne
   for (const auto& s : batch) names.push_back(Name(s.message));
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"a1", "b1", "g1", "x1"}));
-  for (const auto& s : batch) EXPECT_EQ(q.OnResult(s.ticket, Status(204)), PubSubDisposition::kSent);
+  for (const auto& s : batch)
+    EXPECT_EQ(q.OnResult(s.ticket, Status(204)), PubSubDisposition::kSent);
   EXPECT_TRUE(q.NextBatch(10).empty());  // w1 waits for channel A's next token
   clock_.AdvanceMs(1000);
   EXPECT_EQ(Drain(q), (std::vector<std::string>{"w1#0"}));
@@ -169,7 +170,7 @@ TEST_F(PubSubQueueTest, CoalescingKeepsTheFinalStateAndPublicationOrder) {
   q.Enqueue(Msg("c1"));
   q.Enqueue(Msg("s2", "ch1", "state"));
   q.Enqueue(Msg("c2"));
-  q.Enqueue(Msg("v1", "ch1", "vote"));  // another key: kept
+  q.Enqueue(Msg("v1", "ch1", "vote"));   // another key: kept
   q.Enqueue(Msg("s3", "ch1", "state"));  // supersedes s2, goes behind c2
   q.Enqueue(Msg("s4", "ch1", "state"));  // supersedes s3
   q.Enqueue(Msg("t1", "ch2", "state"));  // same key text, other channel: another destination
@@ -222,7 +223,7 @@ TEST_F(PubSubQueueTest, TheOldestCustomMessagesAreDroppedPastTheBound) {
   ASSERT_EQ(inflight.size(), 1u);
   q.Enqueue(Msg("s1", "ch1", "state"));
   for (int i = 1; i <= 5; ++i) q.Enqueue(Msg("c" + std::to_string(i)));
-  q.Enqueue(Msg("s2", "ch1", "state"));  // the state is never dropped for room
+  q.Enqueue(Msg("s2", "ch1", "state"));        // the state is never dropped for room
   EXPECT_EQ(q.counts().dropped_overflow, 2u);  // c1, c2
   std::vector<std::string> queued;
   for (const auto& m : q.QueuedForTest(PubSubQueue::DestinationKey(*Msg("x")))) {
@@ -254,7 +255,8 @@ TEST_F(PubSubQueueTest, FragmentsOfOneMessageArePostedContiguouslyAndInOrder) {
       (void)q.OnResult(s.ticket, Status(204));
     }
   }
-  EXPECT_EQ(sent, (std::vector<std::string>{"<1,3>bb", "<2,3>cc", "{\"event\":\"production:cid:small\",\"data\":{}}",
+  EXPECT_EQ(sent, (std::vector<std::string>{"<1,3>bb", "<2,3>cc",
+                                            "{\"event\":\"production:cid:small\",\"data\":{}}",
                                             "<0,2>dd", "<1,2>ee"}));
   EXPECT_EQ(q.counts().coalesced, 0u);
   EXPECT_EQ(q.counts().sent, 4u);
@@ -440,8 +442,7 @@ class TwitchPubSubRequestTest : public ::testing::Test {
   json::object Verify(const std::string& authorization, const std::string& key) {
     EXPECT_EQ(authorization.rfind("Bearer ", 0), 0u);
     std::string_view keys[] = {key};
-    auto claims = auth::VerifyHs256(authorization.substr(7), keys,
-                                    auth::VerifyOptions{kNow, 0});
+    auto claims = auth::VerifyHs256(authorization.substr(7), keys, auth::VerifyOptions{kNow, 0});
     EXPECT_TRUE(claims) << (claims ? "" : claims.error().message);
     return claims ? *claims : json::object{};
   }
@@ -457,7 +458,8 @@ TEST_F(TwitchPubSubRequestTest, BroadcastRequest) {
   ASSERT_EQ(r.headers.size(), 3u);
   EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>{"Client-Id", "cid123"}));
   EXPECT_EQ(r.headers[1].first, "Authorization");
-  EXPECT_EQ(r.headers[2], (std::pair<std::string, std::string>{"Content-Type", "application/json"}));
+  EXPECT_EQ(r.headers[2],
+            (std::pair<std::string, std::string>{"Content-Type", "application/json"}));
   EXPECT_EQ(r.body,
             R"({"target":["broadcast"],"broadcaster_id":"4242","is_global_broadcast":false,)"
             R"("message":"{\"event\":\"production:cid123:hello\",\"data\":{}}"})");

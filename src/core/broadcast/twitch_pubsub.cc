@@ -43,8 +43,8 @@ std::string PubSubBody(const ViewerMessage& message, size_t part) {
 PubSubRequest BuildPubSubRequest(const ViewerMessage& message, size_t part,
                                  const auth::ExtensionInfo& extension, int64_t now_seconds) {
   PubSubRequest request;
-  std::string jwt = auth::SignHs256(PubSubClaims(message, extension, now_seconds),
-                                    extension.secret);
+  std::string jwt =
+      auth::SignHs256(PubSubClaims(message, extension, now_seconds), extension.secret);
   request.headers.emplace_back("Client-Id", extension.client_id);
   request.headers.emplace_back("Authorization", "Bearer " + jwt);
   request.headers.emplace_back("Content-Type", "application/json");

@@ -32,9 +32,8 @@ inline constexpr int64_t kPubSubJwtTtlSeconds = 60;
 std::string PubSubTarget(const ViewerMessage& message);
 
 // The claims of the JWT that authorizes posting message (see above).
-boost::json::object PubSubClaims(const ViewerMessage& message,
-                                 const auth::ExtensionInfo& extension, int64_t now_seconds,
-                                 int64_t ttl_seconds = kPubSubJwtTtlSeconds);
+boost::json::object PubSubClaims(const ViewerMessage& message, const auth::ExtensionInfo& extension,
+                                 int64_t now_seconds, int64_t ttl_seconds = kPubSubJwtTtlSeconds);
 
 // The request body for part `part` of message (part < message.parts.size()).
 std::string PubSubBody(const ViewerMessage& message, size_t part);
