@@ -27,13 +27,14 @@ test: deps
 unit: build
 	ctest --preset $(PRESET) -j 2 -E '^js_'
 
-# HTTP load benchmarks (state/config, engagement vs redis-benchmark, viewer fan-out); see
+# Load benchmarks (state/config, engagement vs redis-benchmark, viewer fan-out, GameLink); see
 # bench/README.md.
 bench: build
 	bash scripts/install-deps.sh bench
 	bash bench/http_bench.sh
 	bash bench/vote_bench.sh
 	bash bench/fanout_bench.sh
+	bash bench/gamelink_bench.sh
 
 asan:
 	$(MAKE) test PRESET=asan-ubsan

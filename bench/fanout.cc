@@ -16,6 +16,9 @@
 // --idle-seconds N: before publishing, hold the connections open and idle for N seconds (the
 // script reads the server's memory meanwhile).
 //
+// --mode gamelink: GameLink connections instead (see RunGameLink below): --sockets games,
+// the first --subscribers on channel 0 subscribed to its state, and a game sending `set state`.
+//
 // Output: a human summary and one line for scripts:
 //   RESULT sockets=... channels=... messages=... deliveries=... missing=... seconds=...
 //          deliveries_per_s=... p50_us=... p99_us=... max_us=...
@@ -37,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -108,6 +112,62 @@ struct Socket {
   bool open = false;
 };
 
+// Reads what is there: the 101 (counted in *opened), then every complete server frame; text
+// payloads go to on_text. Returns false when the server closed the socket.
+bool ReadFrames(Socket& s, int* opened, const std::function<void(std::string_view)>& on_text) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(s.fd, buf, sizeof buf);
+    if (n == 0) return false;
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+    s.in.append(buf, static_cast<size_t>(n));
+    if (!s.open) {
+      auto end = s.in.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      if (s.in.compare(0, 12, "HTTP/1.1 101") != 0) Die("upgrade refused: " + s.in.substr(0, 200));
+      s.in.erase(0, end + 4);
+      s.open = true;
+      ++*opened;
+    }
+    size_t pos = 0;
+    while (s.in.size() - pos >= 2) {
+      const auto* p = reinterpret_cast<const uint8_t*>(s.in.data() + pos);
+      uint64_t len = p[1] & 0x7F;
+      size_t header = 2;
+      if (len == 126) {
+        if (s.in.size() - pos < 4) break;
+        len = (uint64_t(p[2]) << 8) | p[3];
+        header = 4;
+      } else if (len == 127) {
+        if (s.in.size() - pos < 10) break;
+        len = 0;
+        for (int k = 0; k < 8; ++k) len = (len << 8) | p[2 + k];
+        header = 10;
+      }
+      if (s.in.size() - pos < header + len) break;
+      if ((p[0] & 0x0F) == 0x1) on_text(std::string_view(s.in.data() + pos + header, len));
+      pos += header + len;
+    }
+    s.in.erase(0, pos);
+  }
+}
+
+// A client text frame, masked with the all-zero key (clients must mask; any key is valid).
+std::string ClientFrame(std::string_view text) {
+  std::string f;
+  f.push_back(char(0x81));
+  if (text.size() < 126) {
+    f.push_back(char(0x80 | text.size()));
+  } else {
+    f.push_back(char(0x80 | 126));
+    f.push_back(char(text.size() >> 8));
+    f.push_back(char(text.size() & 0xFF));
+  }
+  f.append(4, '\0');
+  f.append(text);
+  return f;
+}
+
 struct Options {
   int port = 0;
   std::string tokens, publisher_tokens;
@@ -116,6 +176,8 @@ struct Options {
   int messages = 100;
   int window = 1;
   int idle_seconds = 0;
+  std::string mode = "viewers";  // viewers | gamelink
+  int subscribers = 100;         // gamelink: sockets of channel 0 subscribed to its state
 };
 
 Options Parse(int argc, char** argv) {
@@ -134,16 +196,138 @@ Options Parse(int argc, char** argv) {
     else if (a == "--messages") o.messages = std::atoi(next().c_str());
     else if (a == "--window") o.window = std::atoi(next().c_str());
     else if (a == "--idle-seconds") o.idle_seconds = std::atoi(next().c_str());
+    else if (a == "--mode") o.mode = next();
+    else if (a == "--subscribers") o.subscribers = std::atoi(next().c_str());
     else Die("unknown flag " + a + " (see the comment at the top of bench/fanout.cc)");
   }
   if (o.port <= 0 || o.port > 65535) Die("--port is required");
-  if (o.tokens.empty() || o.publisher_tokens.empty()) Die("--tokens and --publisher-tokens are required");
+  if (o.publisher_tokens.empty() || (o.mode != "gamelink" && o.tokens.empty())) {
+    Die("--tokens and --publisher-tokens are required (gamelink mode: --publisher-tokens)");
+  }
   if (o.sockets < 1 || o.sockets > kMaxSockets) Die("--sockets out of range");
   if (o.channels < 1 || o.channels > o.sockets) Die("--channels out of range");
   if (o.messages < 1 || o.messages > kMaxMessages) Die("--messages out of range");
   if (o.window < 1 || o.window > 1000) Die("--window out of range");
   if (o.idle_seconds < 0 || o.idle_seconds > 600) Die("--idle-seconds out of range");
+  if (o.mode != "viewers" && o.mode != "gamelink") Die("--mode is viewers or gamelink");
+  if (o.subscribers < 1 || o.subscribers > o.sockets) Die("--subscribers out of range");
+  if (o.mode == "gamelink" && o.channels < 2) Die("--mode gamelink needs --channels >= 2");
   return o;
+}
+
+
+// GameLink mode: --sockets authenticated GameLink connections (the first --subscribers on
+// channel 0, subscribed to its state; the rest spread over the other channels, idle), and one
+// more game on channel 0 that sends --messages `set state` requests; latency = arrival of the
+// `update` push at a subscriber minus the send time of the `set`.
+int RunGameLink(const Options& o, const std::vector<std::string>& publisher_tokens) {
+  int ep = epoll_create1(0);
+  std::vector<Socket> sockets(size_t(o.sockets) + 1);  // the last one publishes
+  int opened = 0, answered = 0;
+  auto channel_of = [&](int i) {
+    if (i == o.sockets || i < o.subscribers) return 0;
+    return 1 + i % (o.channels - 1);
+  };
+  for (int i = 0; i <= o.sockets; ++i) {
+    auto [client, jwt] = SplitToken(publisher_tokens[size_t(channel_of(i))]);
+    Socket& s = sockets[size_t(i)];
+    s.fd = Connect(o.port);
+    WriteAll(s.fd, "GET /0.2.0/" + client + " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    WriteAll(s.fd, ClientFrame("{\"action\":\"authenticate\",\"params\":{\"request_id\":1},"
+                               "\"data\":{\"jwt\":\"" + jwt + "\",\"client_id\":\"" + client + "\"}}"));
+    if (i < o.subscribers) {
+      WriteAll(s.fd, ClientFrame("{\"action\":\"subscribe\",\"params\":{\"request_id\":2,"
+                                 "\"target\":\"state\"},\"data\":{\"topic_id\":\"channel\"}}"));
+    }
+    fcntl(s.fd, F_SETFL, fcntl(s.fd, F_GETFL) | O_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = uint32_t(i);
+    epoll_ctl(ep, EPOLL_CTL_ADD, s.fd, &ev);
+  }
+  const int want_answers = (o.sockets + 1) + o.subscribers;
+  std::vector<int64_t> sent_ns(size_t(o.messages), 0);
+  std::vector<int> seen(size_t(o.messages), 0);
+  std::vector<int64_t> latencies;
+  int64_t deliveries = 0, first_send = 0, last_arrival = 0;
+  int errors = 0;
+  epoll_event events[1024];
+  auto poll_once = [&](int timeout_ms) {
+    int n = epoll_wait(ep, events, 1024, timeout_ms);
+    for (int k = 0; k < n; ++k) {
+      uint32_t i = events[k].data.u32;
+      bool alive = ReadFrames(sockets[i], &opened, [&](std::string_view text) {
+        bool push = text.find("\"request_id\":65535") != std::string_view::npos;
+        if (!push) {
+          ++answered;
+          if (text.find("\"errors\"") != std::string_view::npos) ++errors;
+          return;
+        }
+        auto at = text.find("\"m\":");
+        if (at == std::string_view::npos || int(i) >= o.subscribers) return;
+        int m = std::atoi(text.data() + at + 4);
+        if (m >= 0 && m < o.messages && sent_ns[size_t(m)] != 0) {
+          int64_t now = NowNs();
+          latencies.push_back(now - sent_ns[size_t(m)]);
+          ++seen[size_t(m)];
+          ++deliveries;
+          last_arrival = now;
+        }
+      });
+      if (!alive) Die("a game socket was closed by the server");
+    }
+  };
+  int64_t deadline = NowNs() + 120'000'000'000;
+  while (answered < want_answers) {
+    poll_once(100);
+    if (NowNs() > deadline) Die("games did not all authenticate: " + std::to_string(answered));
+  }
+  if (errors > 0) Die(std::to_string(errors) + " authentication or subscription errors");
+  std::fprintf(stderr, "%d games authenticated, %d subscribed\n", o.sockets + 1, o.subscribers);
+  if (o.idle_seconds > 0) {
+    std::printf("IDLE sockets=%d\n", o.sockets + 1);
+    std::fflush(stdout);
+    int64_t until = NowNs() + int64_t(o.idle_seconds) * 1'000'000'000;
+    while (NowNs() < until) poll_once(100);
+  }
+  Socket& pub = sockets[size_t(o.sockets)];
+  int next = 0, complete = 0;
+  deadline = NowNs() + 120'000'000'000;
+  while (complete < o.messages && NowNs() < deadline) {
+    while (next < o.messages && next - complete < o.window) {
+      std::string req = "{\"action\":\"set\",\"params\":{\"request_id\":" + std::to_string(3 + next % 100) +
+                        ",\"target\":\"state\"},\"data\":{\"state_id\":\"channel\",\"state\":{\"m\":" +
+                        std::to_string(next) + "}}}";
+      sent_ns[size_t(next)] = NowNs();
+      if (first_send == 0) first_send = sent_ns[size_t(next)];
+      fcntl(pub.fd, F_SETFL, fcntl(pub.fd, F_GETFL) & ~O_NONBLOCK);
+      WriteAll(pub.fd, ClientFrame(req));
+      fcntl(pub.fd, F_SETFL, fcntl(pub.fd, F_GETFL) | O_NONBLOCK);
+      ++next;
+    }
+    poll_once(5);
+    while (complete < o.messages && seen[size_t(complete)] >= o.subscribers) ++complete;
+  }
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double q) -> double {
+    if (latencies.empty()) return 0;
+    return double(latencies[std::min(latencies.size() - 1, size_t(q * double(latencies.size())))]) / 1000.0;
+  };
+  double seconds = last_arrival > first_send ? double(last_arrival - first_send) / 1e9 : 0;
+  int64_t want = int64_t(o.messages) * o.subscribers;
+  std::printf("%d games (%d subscribed), %d state sets (window %d): %lld pushes of %lld, "
+              "latency p50 %.0f us, p99 %.0f us, max %.0f us\n",
+              o.sockets + 1, o.subscribers, o.messages, o.window, (long long)deliveries,
+              (long long)want, pct(0.5), pct(0.99), pct(1.0));
+  std::printf("RESULT sockets=%d channels=%d messages=%d deliveries=%lld missing=%lld seconds=%.3f "
+              "deliveries_per_s=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f publish_errors=%d\n",
+              o.sockets + 1, o.channels, o.messages, (long long)deliveries,
+              (long long)(want - deliveries), seconds, seconds > 0 ? double(deliveries) / seconds : 0,
+              pct(0.5), pct(0.99), pct(1.0), errors);
+  for (auto& s : sockets) close(s.fd);
+  return 0;
 }
 
 }  // namespace
@@ -156,8 +340,12 @@ int main(int argc, char** argv) {
   setrlimit(RLIMIT_NOFILE, &rl);
   if (rl.rlim_cur < rlim_t(o.sockets + 64)) Die("descriptor limit too low for --sockets");
 
-  auto viewer_tokens = ReadLines(o.tokens);
   auto publisher_tokens = ReadLines(o.publisher_tokens);
+  if (o.mode == "gamelink") {
+    if (int(publisher_tokens.size()) < o.channels) Die("need one publisher token per channel");
+    return RunGameLink(o, publisher_tokens);
+  }
+  auto viewer_tokens = ReadLines(o.tokens);
   if (int(viewer_tokens.size()) < o.channels || int(publisher_tokens.size()) < o.channels) {
     Die("need one viewer and one publisher token per channel");
   }
@@ -196,56 +384,19 @@ int main(int argc, char** argv) {
   int64_t deliveries = 0;
   int64_t first_send = 0, last_arrival = 0;
 
-  // Reads what is there; returns false on a closed socket. Handles the 101 and frames.
   auto drain = [&](Socket& s) -> bool {
-    char buf[65536];
-    for (;;) {
-      ssize_t n = read(s.fd, buf, sizeof buf);
-      if (n == 0) return false;
-      if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
-      s.in.append(buf, static_cast<size_t>(n));
-      if (!s.open) {
-        auto end = s.in.find("\r\n\r\n");
-        if (end == std::string::npos) continue;
-        if (s.in.compare(0, 12, "HTTP/1.1 101") != 0) Die("upgrade refused: " + s.in.substr(0, 200));
-        s.in.erase(0, end + 4);
-        s.open = true;
-        ++opened;
+    return ReadFrames(s, &opened, [&](std::string_view payload) {
+      auto at = payload.find("\"m\":");
+      if (at == std::string_view::npos) return;
+      int m = std::atoi(payload.data() + at + 4);
+      if (m >= 0 && m < o.messages && sent_ns[size_t(m)] != 0) {
+        int64_t now = NowNs();
+        latencies.push_back(now - sent_ns[size_t(m)]);
+        ++seen[size_t(m)];
+        ++deliveries;
+        last_arrival = now;
       }
-      size_t pos = 0;
-      while (s.in.size() - pos >= 2) {
-        const auto* p = reinterpret_cast<const uint8_t*>(s.in.data() + pos);
-        uint64_t len = p[1] & 0x7F;
-        size_t header = 2;
-        if (len == 126) {
-          if (s.in.size() - pos < 4) break;
-          len = (uint64_t(p[2]) << 8) | p[3];
-          header = 4;
-        } else if (len == 127) {
-          if (s.in.size() - pos < 10) break;
-          len = 0;
-          for (int k = 0; k < 8; ++k) len = (len << 8) | p[2 + k];
-          header = 10;
-        }
-        if (s.in.size() - pos < header + len) break;
-        std::string_view payload(s.in.data() + pos + header, len);
-        if ((p[0] & 0x0F) == 0x1) {
-          auto at = payload.find("\"m\":");
-          if (at != std::string_view::npos) {
-            int m = std::atoi(payload.data() + at + 4);
-            if (m >= 0 && m < o.messages && sent_ns[size_t(m)] != 0) {
-              int64_t now = NowNs();
-              latencies.push_back(now - sent_ns[size_t(m)]);
-              ++seen[size_t(m)];
-              ++deliveries;
-              last_arrival = now;
-            }
-          }
-        }
-        pos += header + len;
-      }
-      s.in.erase(0, pos);
-    }
+    });
   };
 
   epoll_event events[1024];

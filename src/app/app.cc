@@ -23,6 +23,8 @@
 #include "core/gamecode/code_service.h"
 #include "core/gamecode/poll_winners.h"
 #include "core/gamelink/gamelink_service.h"
+#include "core/gamelink/link_service.h"
+#include "core/purchase/transaction_service.h"
 #include "core/users/user_directory.h"
 #include "core/poll/poll_service.h"
 #include "core/trivia/trivia_service.h"
@@ -64,6 +66,8 @@ struct App::Impl {
   std::unique_ptr<http::TwitchPubSubClient> twitch;
   std::unique_ptr<core::broadcast::ViewerFanout> fanout;
   std::unique_ptr<core::broadcast::MessagingService> messaging;
+  std::unique_ptr<core::gamelink::LinkService> links;
+  std::unique_ptr<core::purchase::TransactionService> purchases;
   http::Services services;
   std::unique_ptr<http::Router> router;
   std::unique_ptr<http::SocketHub> hub;  // before the server, which refers to it
@@ -224,20 +228,6 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   hub_options.idle_timeout_seconds = config.idle_timeout_seconds;
   impl->hub = std::make_unique<http::SocketHub>(hub_options, *impl->auth, clock);
   impl->fanout->AddSink(impl->hub.get());
-  if (config.gamelink) {
-    core::gamelink::GameLinkDeps deps;
-    deps.auth = impl->auth.get();
-    deps.documents = impl->documents.get();
-    deps.polls = impl->polls.get();
-    deps.messaging = impl->messaging.get();
-    deps.clock = &clock;
-    core::gamelink::GameLinkLimits gl_limits;
-    gl_limits.max_json_depth = config.limits.max_depth;
-    impl->gamelink = std::make_unique<core::gamelink::GameLinkService>(
-        std::move(deps), gl_limits, &impl->events, impl->hub.get());
-    impl->hub->SetGameLink(impl->gamelink.get());
-  }
-
   impl->services.auth = impl->auth.get();
   impl->services.documents = impl->documents.get();
   impl->codes = std::make_unique<core::gamecode::CodeService>(*impl->store, clock,
@@ -249,6 +239,51 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
       [users = impl->users.get()](const core::auth::Identity& who) { users->Record(who); });
   impl->datastream = std::make_unique<core::datastream::DatastreamService>(
       *impl->store, clock, auth_options.stage, config.datastream, &impl->events);
+  // Game linking and purchases (spec 5.2, 5.12). Link tokens ("gl" claim) are checked against
+  // their link on every request.
+  impl->links = std::make_unique<core::gamelink::LinkService>(*impl->store, clock, *impl->auth,
+                                                              core::gamelink::LinkLimits{});
+  impl->auth->SetLinkCheck(
+      [links = impl->links.get()](core::auth::Identity& who) { return links->CheckLink(who); });
+  impl->purchases = std::make_unique<core::purchase::TransactionService>(
+      *impl->store, clock, auth_options.stage, impl->registry, core::purchase::PurchaseLimits{},
+      &impl->events);
+  impl->services.links = impl->links.get();
+  impl->services.purchases = impl->purchases.get();
+  if (config.gamelink) {
+    core::gamelink::GameLinkDeps deps;
+    deps.auth = impl->auth.get();
+    deps.documents = impl->documents.get();
+    deps.polls = impl->polls.get();
+    deps.messaging = impl->messaging.get();
+    deps.clock = &clock;
+    core::gamelink::LinkService* links = impl->links.get();
+    core::purchase::TransactionService* purchases = impl->purchases.get();
+    deps.redeem_pin = [links](std::string_view client, std::string_view pin,
+                              std::string_view game) { return links->RedeemPin(client, pin, game); };
+    deps.refresh = [links](std::string_view client, std::string_view token,
+                           std::string_view game) { return links->Refresh(client, token, game); };
+    deps.unvalidated_transactions = [purchases](std::string_view client, std::string_view channel,
+                                                std::string_view sku) {
+      return purchases->Unvalidated(client, channel, sku);
+    };
+    deps.validate_transaction = [purchases](std::string_view client, std::string_view channel,
+                                            std::string_view id, std::string_view details) {
+      return purchases->Validate(client, channel, id, details);
+    };
+    deps.refund_transaction = [purchases](std::string_view client, std::string_view channel,
+                                          std::string_view id, std::string_view sku,
+                                          std::string_view user) {
+      return purchases->Refund(client, channel, id, sku, user);
+    };
+    core::gamelink::GameLinkLimits gl_limits;
+    gl_limits.max_json_depth = config.limits.max_depth;
+    impl->gamelink = std::make_unique<core::gamelink::GameLinkService>(
+        std::move(deps), gl_limits, &impl->events, impl->hub.get());
+    impl->hub->SetGameLink(impl->gamelink.get());
+    impl->services.gamelink = impl->gamelink.get();
+  }
+
   impl->services.codes = impl->codes.get();
   impl->services.users = impl->users.get();
   impl->services.datastream = impl->datastream.get();
@@ -280,6 +315,9 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
   http::RegisterTriviaRoutes(*impl->router);
   http::RegisterEngagementRoutes(*impl->router);
   http::RegisterMessagingRoutes(*impl->router);
+  http::RegisterGameLinkRoutes(*impl->router);
+  http::RegisterLinkRoutes(*impl->router);
+  http::RegisterPurchaseRoutes(*impl->router);
   impl->router->Freeze();
   AddStoreMetrics(*impl->router, *impl->store);
   impl->router->metrics().AddProvider(

@@ -94,6 +94,7 @@ Response Router::Dispatch(const Request& request) {
                     *metrics_};
           auto result = route->handler(call);
           if (result) {
+            response.status = call.status;
             response.body = std::move(*result);
             response.content_type = std::move(call.content_type);
           } else {

@@ -56,6 +56,13 @@ namespace broadcast {
 class MessagingService;
 class ViewerFanout;
 }
+namespace gamelink {
+class GameLinkService;
+class LinkService;
+}
+namespace purchase {
+class TransactionService;
+}
 }  // namespace medkit::core
 
 namespace medkit::http {
@@ -75,6 +82,9 @@ struct Services {
   core::jsonstore::JsonStoreService* json_store = nullptr;
   core::broadcast::MessagingService* messaging = nullptr;
   core::broadcast::ViewerFanout* fanout = nullptr;
+  core::gamelink::GameLinkService* gamelink = nullptr;  // null when GameLink is off
+  core::gamelink::LinkService* links = nullptr;
+  core::purchase::TransactionService* purchases = nullptr;
   const core::Clock* clock = nullptr;
   size_t max_json_depth = 64;
   std::function<bool()> ready;  // /healthz: false while shutting down
@@ -90,6 +100,8 @@ struct Call {
   Metrics& metrics;
   // A handler may change the response media type (only /metrics does).
   mutable std::string content_type = "application/json";
+  // A handler may change the status of a successful response (bits/transactions: 201).
+  mutable int status = 200;
 
   // The body as JSON: parsed whatever the Content-Type, depth-limited, a JSON string holding
   // JSON parsed once more (spec 3.1). An empty body is an error ("Invalid body").

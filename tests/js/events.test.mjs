@@ -164,7 +164,8 @@ describe('native viewer stream', () => {
   let t;
   before(async () => {
     srv = await startServer({stage: 'sandbox', config: {
-      messaging: {rate_burst: 100000, rate_per_minute: 6000000, socket_queue_bytes: 65536}}});
+      messaging: {rate_burst: 100000, rate_per_minute: 6000000, socket_queue_bytes: 65536,
+                  ping_seconds: 1}}});
     t = tokenFactory(srv);
   });
   after(async () => { await srv.stop(); srv.cleanup(); });
@@ -294,6 +295,8 @@ describe('native viewer stream', () => {
     const hi = Buffer.from('hi').map((c, i) => c ^ mask[i % 4]);
     sock.write(Buffer.concat([Buffer.from([0x89, 0x82]), mask, hi]));
     await waitFor('the pong', () => data.includes(Buffer.from([0x8a, 0x02, 0x68, 0x69])));
+    // A quiet socket gets the server's own ping (ping_seconds: 1 here).
+    await waitFor('a server ping', () => data.includes(Buffer.from([0x89, 0x00])), 5000);
     // An unmasked frame is a protocol error: close 1002.
     let closed = false;
     sock.on('close', () => { closed = true; });

@@ -295,6 +295,162 @@ describe('datastream', () => {
   });
 });
 
+describe('PIN linking, refresh and reconnect', () => {
+  async function pinFor(channel) {
+    const r = await srv.request('POST', 'gamelink/token', {token: t.as('broadcaster', {channel}),
+                                                           rawBody: JSON.stringify(JSON.stringify({}))});
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.json.token, /^[A-HJ-KM-NP-Z2-46-9]{6}$/);
+    return r.json.token;
+  }
+
+  it('authenticates with a PIN once, rotates the refresh token, and replays subscriptions on a new socket', async () => {
+    const ch = 'c-pin';
+    const pin = await pinFor(ch);
+    const g = await game(ch, {authenticate: false});
+    const d = await g.ok('authenticate', undefined, {pin: pin.toLowerCase(), client_id: CLIENT_ID, game_id: 'Mystery Fun House'});
+    assert.deepEqual([d.twitch_id, d.twitch_name], [ch, ch]);
+    assert.ok(d.refresh.length >= 16);
+    // The access token works on REST as the channel's broadcaster.
+    const rest = await srv.request('POST', 'channel_state', {token: d.jwt, body: {linked: true}});
+    assert.equal(rest.status, 200, rest.text);
+    // The PIN is single use.
+    const again = await openGame(srv);
+    games.push(again);
+    const e = await again.fails('authenticate', undefined, {pin, client_id: CLIENT_ID}, 400);
+    assert.equal(e.detail, 'The provided PIN is invalid or expired');
+
+    // Reconnect as the SDK does: a new socket, authenticate with the refresh token (request
+    // id 65535), then replay the subscriptions.
+    await g.ok('subscribe', 'state', {topic_id: 'channel'});
+    g.close();
+    const g2 = await game(ch, {authenticate: false});
+    const r2 = await g2.request('authenticate', undefined, {refresh: d.refresh, client_id: CLIENT_ID}, {requestId: 65535});
+    assert.equal(r2.meta.request_id, 65535);
+    assert.ok(r2.data, JSON.stringify(r2.errors));
+    assert.notEqual(r2.data.refresh, d.refresh, 'rotated');
+    await g2.ok('subscribe', 'state', {topic_id: 'channel'});
+    await srv.request('POST', 'channel_state', {token: t.as('broadcaster', {channel: ch}), body: {round: 2}});
+    const [u] = await g2.waitUpdates('channel', 1);
+    assert.deepEqual(u.data.state, {round: 2});
+    // The old refresh token no longer works.
+    const g3 = await game(ch, {authenticate: false});
+    const e3 = await g3.fails('authenticate', undefined, {refresh: d.refresh, client_id: CLIENT_ID}, 400);
+    assert.equal(e3.detail, 'Invalid refresh token');
+
+    // DELETE pin revokes the game's tokens: REST refuses the access token, and the refresh
+    // token is gone.
+    const del = await srv.request('DELETE', 'pin', {token: t.as('broadcaster', {channel: ch})});
+    assert.equal(del.status, 200);
+    const refused = await srv.request('GET', 'channel_state', {token: r2.data.jwt});
+    assert.equal(refused.status, 401);
+    await g3.fails('authenticate', undefined, {refresh: r2.data.refresh, client_id: CLIENT_ID}, 400);
+  });
+});
+
+describe('purchases', () => {
+  it('a REST purchase reaches subscribed games; get, validate and refund', async () => {
+    const ch = 'c-buy';
+    const g = await game(ch);
+    const elsewhere = await game('c-buy-2');
+    await g.ok('subscribe', 'twitchPurchaseBits', {sku: 'muxy-bits-50'});
+    await elsewhere.ok('subscribe', 'twitchPurchaseBits', {sku: '*'});
+    const viewer = t.as('viewer', {channel: ch, user: 'buyer'});
+    const body = (id, sku) => ({transactionId: id, product: {sku, displayName: 'Fifty', cost: {amount: 50, type: 'bits'}},
+                                userId: 'buyer', displayName: 'Buyer', initiator: 'current_user',
+                                transactionReceipt: 'dev-receipt'});
+    let r = await srv.request('POST', 'bits/transactions', {token: viewer, body: body('tx-1', 'muxy-bits-50')});
+    assert.equal(r.status, 201, r.text);
+    r = await srv.request('POST', 'bits/transactions', {token: viewer, body: body('tx-2', 'other-sku')});
+    assert.equal(r.status, 201, r.text);
+    const [u] = await g.waitUpdates('twitchPurchaseBits', 1);
+    assert.equal(u.data.id, 'tx-1');
+    assert.equal(u.data.sku, 'muxy-bits-50');
+    assert.equal(u.data.cost, 50);
+    assert.equal(u.data.currency, 'bits');
+    await sleep(200);
+    assert.equal(g.updates('twitchPurchaseBits').length, 1, 'only the subscribed SKU');
+    assert.equal(elsewhere.updates('twitchPurchaseBits').length, 0, 'only the channel');
+
+    let list = await g.ok('get', 'transaction', {sku: '*'});
+    assert.deepEqual(list.transactions.map((x) => x.id), ['tx-1', 'tx-2']);
+    await g.ok('validate', 'transaction', {transaction_id: u.data.muxy_id, details: 'granted'});
+    list = await g.ok('get', 'transaction', {sku: '*'});
+    assert.deepEqual(list.transactions.map((x) => x.id), ['tx-2']);
+    await g.fails('validate', 'transaction', {transaction_id: 'no-such-id', details: ''}, 404);
+    await g.ok('refund', 'transaction', {sku: 'other-sku', user_id: 'buyer'});
+    await g.fails('refund', 'transaction', {sku: 'other-sku'}, 400);
+  });
+});
+
+describe('matches, match polls, matchmaking', () => {
+  it('groups channels, broadcasts to them, and pushes MatchPollResult with every channel', async () => {
+    const g = await game('m-host');
+    const viewers = await Promise.all(['m1', 'm2', 'm3'].map((c) => nativeSocket(srv, t.as('viewer', {channel: c, user: 'v'}))));
+    const outsider = await nativeSocket(srv, t.as('viewer', {channel: 'm4', user: 'v'}));
+    await g.fails('add_channels', 'match', {id: 'no-such-match', channel_ids: ['m1']}, 404);
+    await g.ok('create', 'match', {id: 'cool-match'});
+    await g.ok('add_channels', 'match', {id: 'cool-match', channel_ids: ['m1', 'm2', 'm3', 'm4']});
+    await g.ok('remove_channels', 'match', {id: 'cool-match', channel_ids: ['m4']});
+    await g.ok('keepalive', 'match', {id: 'cool-match'});
+    await g.ok('broadcast', 'match', {match_id: 'cool-match', topic: 'round', data: {n: 1}});
+    await waitFor('the match broadcast', () => viewers.every((v) => v.messages.length === 1));
+    for (const v of viewers) assert.deepEqual(v.messages[0], {event: `sandbox:${CLIENT_ID}:round`, data: {n: 1}});
+    await sleep(150);
+    assert.equal(outsider.messages.length, 0);
+
+    await g.ok('subscribe', 'match_poll', {topic_id: 'cool-match'});
+    await g.ok('create', 'match_poll', {id: 'cool-match', poll: {poll_id: 'what-to-eat', prompt: 'Eat?',
+                                                                 options: ['a', 'b'], config: {}, user_data: null}});
+    await sleep(1200);
+    assert.equal(g.updates('match_poll').length, 0, 'no push at create');
+    // Viewers of two of the three channels vote over REST.
+    for (const [c, user, value] of [['m1', 'a', 1], ['m1', 'b', 1], ['m2', 'c', 0]]) {
+      const r = await srv.request('POST', 'vote?id=what-to-eat', {token: t.as('viewer', {channel: c, user}), body: {value}});
+      assert.equal(r.status, 200, r.text);
+    }
+    await waitFor('a match poll push with 3 votes', () => g.updates('match_poll').some((m) => m.data.overall.count === 3));
+    const d = g.updates('match_poll').at(-1).data;
+    assert.equal(d.match_id, 'cool-match');
+    assert.equal(d.poll_id, 'what-to-eat');
+    assert.equal(d.overall.results.length, 32);
+    assert.deepEqual([d.overall.count, d.overall.sum, d.overall.results[0], d.overall.results[1]], [3, 2, 1, 2]);
+    assert.deepEqual(Object.keys(d.results).sort(), ['m1', 'm2', 'm3'], 'every channel of the match');
+    assert.deepEqual([d.results.m1.count, d.results.m2.count, d.results.m3.count], [2, 1, 0]);
+    assert.equal(d.results.m3.results.length, 32);
+    const get = await g.ok('get', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat'});
+    assert.deepEqual(get.overall, d.overall);
+    // Stop: one expired push for the match.
+    const n = g.updates('match_poll').length;
+    await g.ok('reconfigure', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat', config: {endsAt: -1}});
+    await waitFor('the expired match push', () => g.updates('match_poll').length === n + 1);
+    assert.equal(g.updates('match_poll').at(-1).data.overall.status, 'expired');
+    await g.ok('delete', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat'});
+    await g.fails('get', 'match_poll', {id: 'cool-match', poll_id: 'what-to-eat'}, 404);
+    for (const v of [...viewers, outsider]) v.ws.close();
+  });
+
+  it('pushes matchmaking invites from the REST hook to subscribed games of the channel', async () => {
+    const g = await game('mm1');
+    const other = await game('mm2');
+    await g.ok('subscribe', 'matchmaking', {operation: 'invite'});
+    await other.ok('subscribe', 'matchmaking', {operation: 'invite'});
+    const viewer = await srv.request('POST', 'matchmaking/invite', {token: t.as('viewer', {channel: 'mm1', user: 'v'}), body: {}});
+    assert.equal(viewer.status, 403);
+    const bad = await srv.request('POST', 'matchmaking/invite', {token: t.as('broadcaster', {channel: 'mm1'}), body: {bits_spent: 'lots'}});
+    assert.equal(bad.status, 400);
+    const r = await srv.request('POST', 'matchmaking/invite', {token: t.as('broadcaster', {channel: 'mm1'}),
+      body: {data: {team: 'red'}, twitch_username: 'viewer1', twitch_id: '123', is_follower: true, subscription_tier: 1, bits_spent: 500}});
+    assert.equal(r.status, 200, r.text);
+    const [u] = await g.waitUpdates('matchmaking', 1);
+    assert.deepEqual({...u.data, timestamp: 0}, {data: {team: 'red'}, twitch_username: 'viewer1', twitch_id: '123',
+                                                  is_follower: true, subscription_tier: 1, bits_spent: 500, timestamp: 0});
+    assert.ok(Number.isInteger(u.data.timestamp) && u.data.timestamp < 1e11, 'unix seconds');
+    await sleep(150);
+    assert.equal(other.updates('matchmaking').length, 0);
+  });
+});
+
 describe('bad input and floods', () => {
   it('answers invalid JSON and unknown actions with errors, and keeps serving', async () => {
     const g = await game('c-bad');
@@ -304,7 +460,6 @@ describe('bad input and floods', () => {
     await g.fails('teleport', 'player', {}, 400);
     await g.fails('get', 'drops-and-more', {}, 400);
     assert.deepEqual(await g.ok('get', 'drops', {status: '*'}), {drops: []});
-    await g.fails('create', 'match', {id: 'm'}, 501);
     assert.deepEqual(await g.ok('set', 'gameMetadata', {name: 'Game', logo: '', theme: ''}), {ok: true});
     await g.fails('set', 'gameMetadata', {name: 'x'.repeat(300)}, 400);
     assert.deepEqual(await g.ok('set', 'gatewayActions', {actions: [{id: 'a1', category: 'help', state: 'available'}]}), {ok: true});

@@ -118,7 +118,12 @@ Result<Identity> Authenticator::Authenticate(std::string_view authorization) con
   TokenCache& cache = ThreadTokenCache(instance_id_);
   std::string key(header);
   if (const Identity* hit = cache.Find(key)) {
-    if (clock_.NowSeconds() - options_.leeway_seconds <= hit->expires_at_s) return *hit;
+    if (clock_.NowSeconds() - options_.leeway_seconds <= hit->expires_at_s) {
+      if (hit->link_id.empty()) return *hit;
+      Identity linked = *hit;
+      if (auto ok = CheckLink(linked); !ok) return std::move(ok).error();
+      return linked;
+    }
     cache.Erase(key);
   }
 
@@ -139,9 +144,22 @@ Result<Identity> Authenticator::Authenticate(std::string_view authorization) con
 
   auto identity = Verify(client_id, token);
   if (!identity) return identity;
+  if (identity->link_id.empty()) {
+    cache.Insert(std::move(key), *identity, options_.token_cache_per_thread);
+    if (on_verified_) on_verified_(*identity);
+    return identity;
+  }
+  // A link token: the cache keeps the claims as verified; the link is checked on every use.
+  Identity linked = *identity;
+  if (auto ok = CheckLink(linked); !ok) return std::move(ok).error();
   cache.Insert(std::move(key), *identity, options_.token_cache_per_thread);
-  if (on_verified_) on_verified_(*identity);
-  return identity;
+  if (on_verified_) on_verified_(linked);
+  return linked;
+}
+
+Result<void> Authenticator::CheckLink(Identity& identity) const {
+  if (!link_check_) return Unauthenticated("game link tokens are not accepted by this server");
+  return link_check_(identity);
 }
 
 Result<Identity> Authenticator::Verify(std::string_view client_id, std::string_view token) const {
@@ -181,6 +199,11 @@ Result<Identity> Authenticator::Verify(std::string_view client_id, std::string_v
   id.opaque_user_id = kv::IdField(*claims, "opaque_user_id");
   id.user_id = kv::IdField(*claims, "user_id");
   id.expires_at_s = ClaimExp(*claims);
+  if (auto gl = claims->find("gl"); gl != claims->end()) {
+    // Only the server's own key signs link tokens; a "gl" claim must name a link.
+    id.link_id = kv::IdField(*claims, "gl");
+    if (id.link_id.empty()) return Unauthenticated("malformed game link claim");
+  }
   if (id.role == Role::kAdmin) {
     id.validated_admin = options_.stage == Stage::kSandbox ||
                          (extension != nullptr && extension->IsAdministrator(id.user_id));
@@ -242,6 +265,7 @@ std::string Authenticator::Mint(const MintRequest& request, std::string_view key
   if (!request.user_id.empty()) claims["user_id"] = request.user_id;
   claims["role"] = request.role;
   claims["extension_id"] = request.client_id;
+  if (!request.link_id.empty()) claims["gl"] = request.link_id;
   return SignHs256(claims, key);
 }
 

@@ -50,6 +50,7 @@ struct MintRequest {
   std::string user_id;         // may be empty (anonymous)
   std::string opaque_user_id;  // empty: derived from user_id ("U" + id) or anonymous ("A...")
   std::string allowed_stage;   // empty: no claim (production tokens)
+  std::string link_id;         // empty: no claim; else the "gl" claim (LinkService tokens)
   int64_t ttl_seconds = 3600;
 };
 
@@ -68,12 +69,25 @@ class Authenticator {
 
   // Signs the claims of request with key (raw bytes).
   std::string Mint(const MintRequest& request, std::string_view key) const;
+  // Mint() with the server's own signing key (PIN and GameLink tokens).
+  std::string MintWithServerKey(const MintRequest& request) const {
+    return Mint(request, options_.server_key);
+  }
 
   // Called with the identity of each newly verified token (a miss of the per-thread cache), on
   // the request's thread, after verification succeeded; it must be quick and thread-safe (the
   // user_ids directory records user ids through it). Set once before serving.
   using VerifiedHook = std::function<void(const Identity&)>;
   void SetVerifiedHook(VerifiedHook hook) { on_verified_ = std::move(hook); }
+
+  // Called for every authenticated request whose token carries a "gl" claim (link_id), on a
+  // cache hit as on a fresh verification, before the request is served; an error refuses the
+  // request (the hook's error is returned). The hook may rewrite the identity (a validated
+  // pending token acts on the channel it was bound to). Tokens without the claim never call
+  // it. Without a hook, tokens with the claim are refused. Must be thread-safe and quick.
+  // Set once before serving.
+  using LinkCheck = std::function<Result<void>(Identity&)>;
+  void SetLinkCheck(LinkCheck check) { link_check_ = std::move(check); }
 
   Stage stage() const { return options_.stage; }
   const ExtensionRegistry& registry() const { return registry_; }
@@ -86,7 +100,10 @@ class Authenticator {
   const ExtensionRegistry& registry_;
   const Clock& clock_;
   uint64_t instance_id_;  // keys the per-thread token cache
+  Result<void> CheckLink(Identity& identity) const;
+
   VerifiedHook on_verified_;
+  LinkCheck link_check_;
 };
 
 }  // namespace medkit::core::auth

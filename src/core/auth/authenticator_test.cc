@@ -597,6 +597,64 @@ TEST_F(AuthenticatorTest, FarFutureExpiryAuthenticatesRepeatedly) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Link tokens ("gl" claim, SetLinkCheck)
+
+TEST_F(AuthenticatorTest, LinkCheckRunsForLinkTokensOnEveryUseAndOnlyForThem) {
+  Authenticator auth = Make(Stage::kProduction);
+  int checks = 0;
+  int verified = 0;
+  bool refuse = false;
+  auth.SetVerifiedHook([&verified](const Identity&) { ++verified; });
+  auth.SetLinkCheck([&](Identity& who) -> Result<void> {
+    ++checks;
+    if (refuse) return MakeError(Errc::kUnauthenticated, "token has been revoked");
+    who.channel_id = "bound-" + who.link_id;
+    return {};
+  });
+  const std::string plain = Header("ext1", SignHs256(Claims(), kExtSecret));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(auth.Authenticate(plain).has_value());
+  EXPECT_EQ(checks, 0);
+  EXPECT_EQ(verified, 1);
+
+  MintRequest mint;
+  mint.client_id = "ext1";
+  mint.role = "broadcaster";
+  mint.link_id = "L1";
+  const std::string linked = Header("ext1", auth.MintWithServerKey(mint));
+  for (int i = 1; i <= 3; ++i) {  // a miss, then cache hits: checked every time
+    auto id = auth.Authenticate(linked);
+    ASSERT_TRUE(id.has_value()) << ErrorText(id);
+    EXPECT_EQ(id->link_id, "L1");
+    EXPECT_EQ(id->channel_id, "bound-L1");
+    EXPECT_EQ(checks, i);
+  }
+  EXPECT_EQ(verified, 2);
+  refuse = true;
+  ExpectError(auth.Authenticate(linked), Errc::kUnauthenticated, "token has been revoked");
+  EXPECT_EQ(checks, 4);
+  ASSERT_TRUE(auth.Authenticate(plain).has_value());
+  EXPECT_EQ(checks, 4);
+}
+
+TEST_F(AuthenticatorTest, LinkTokensWithoutAHookOrWithAnEmptyClaimAreRefused) {
+  Authenticator auth = Make(Stage::kProduction);
+  MintRequest mint;
+  mint.client_id = "ext1";
+  mint.role = "broadcaster";
+  mint.link_id = "L1";
+  ExpectError(auth.Authenticate(Header("ext1", auth.MintWithServerKey(mint))),
+              Errc::kUnauthenticated);
+  auth.SetLinkCheck([](Identity&) -> Result<void> { return {}; });
+  json::object claims = Claims("broadcaster");
+  claims["gl"] = "";
+  ExpectError(Auth(auth, "ext1", claims, kExtSecret), Errc::kUnauthenticated,
+              "malformed game link claim");
+  claims["gl"] = json::object();
+  ExpectError(Auth(auth, "ext1", claims, kExtSecret), Errc::kUnauthenticated,
+              "malformed game link claim");
+}
+
+// ---------------------------------------------------------------------------------------------
 // MintSandboxTokens (spec 5.1)
 
 TEST_F(AuthenticatorTest, MintSandboxTokensNotInProduction) {

@@ -29,6 +29,10 @@ struct Identity {
   bool validated_admin = false;
   // A broadcaster whose channel (or user id) is the extension owner's ("privileged broadcaster").
   bool owner_broadcaster = false;
+  // The "gl" claim of a token issued by LinkService (PIN and GameLink tokens): the link it
+  // belongs to. Empty for every other token. Such a token is usable only while its link is
+  // (Authenticator::SetLinkCheck).
+  std::string link_id;
 
   // Viewer key (spec 4.6): user_id if present, else opaque_user_id.
   const std::string& ViewerKey() const { return user_id.empty() ? opaque_user_id : user_id; }

@@ -1,6 +1,7 @@
 #include "core/gamelink/gamelink_service.h"
 
 #include <algorithm>
+#include <array>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -115,6 +116,12 @@ std::string TopicDatastream(std::string_view client, std::string_view channel) {
 }
 std::string TopicPurchase(std::string_view client, std::string_view channel, std::string_view sku) {
   return Join("bits", client, channel, sku);
+}
+std::string TopicMatchPoll(std::string_view client, std::string_view match) {
+  return Join("mpoll", client, match);
+}
+std::string TopicMatchmaking(std::string_view client, std::string_view channel) {
+  return Join("mm", client, channel);
 }
 
 std::string Envelope(uint32_t request_id, std::string_view action, std::string_view target,
@@ -245,6 +252,8 @@ void GameLinkConnection::Dispatch(const Request& r) {
   if (t == "twitchPurchaseBits" || t == "transaction_complete" || t == "transaction") {
     return Purchases(r);
   }
+  if (t == "match") return Match(r);
+  if (t == "match_poll") return MatchPoll(r);
   return Niche(r);
 }
 
@@ -508,6 +517,112 @@ void GameLinkConnection::Purchases(const Request& r) {
   Fail(r, 400, "Bad request", "unknown transaction action " + a);
 }
 
+namespace {
+
+bool ValidMatchId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (unsigned char c : id) {
+    if (c < 0x21 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void GameLinkConnection::Match(const Request& r) {
+  const std::string& a = r.action;
+  std::string id = StringField(r.data, a == "broadcast" ? "match_id" : "id");
+  if (!ValidMatchId(id)) return Fail(r, 400, "Bad request", "missing or invalid match id");
+  Result<void> done;
+  if (a == "create") {
+    done = service_.CreateMatch(client_id_, id);
+  } else if (a == "keepalive") {
+    done = service_.TouchMatch(client_id_, id);
+  } else if (a == "add_channels" || a == "remove_channels") {
+    const json::value* ids = Field(r.data, "channel_ids");
+    if (ids == nullptr || !ids->is_array()) return Fail(r, 400, "Bad request", "channel_ids must be a list");
+    std::vector<std::string> channels;
+    for (const auto& c : ids->get_array()) {
+      if (!c.is_string() || !ValidMatchId(c.get_string())) {
+        return Fail(r, 400, "Bad request", "channel_ids must be channel id strings");
+      }
+      channels.emplace_back(c.get_string());
+    }
+    done = service_.AddMatchChannels(client_id_, id, channels, a == "add_channels");
+  } else if (a == "broadcast") {
+    std::string topic = StringField(r.data, "topic");
+    const json::value* d = Field(r.data, "data");
+    if (topic.empty() || d == nullptr || !d->is_object()) {
+      return Fail(r, 400, "Bad request", "broadcast needs a topic and an object data");
+    }
+    std::string data = json::serialize(*d);
+    if (data.size() >= service_.limits().max_broadcast_bytes) {
+      return Fail(r, 400, "Bad request", "broadcast data must serialize to under 8 KiB");
+    }
+    auto channels = service_.MatchChannels(client_id_, id);
+    if (!channels) return Fail(r, channels.error());
+    for (const auto& channel : *channels) {
+      auto sent = service_.deps().messaging->Send(
+          broadcast::ViewerEvent{client_id_, channel, "broadcast", topic, false, data, false});
+      if (!sent) return Fail(r, sent.error());
+    }
+  } else {
+    return Fail(r, 400, "Bad request", "unknown match action " + a);
+  }
+  if (!done) return Fail(r, done.error());
+  Ok(r);
+}
+
+void GameLinkConnection::MatchPoll(const Request& r) {
+  const std::string& a = r.action;
+  auto* polls = service_.deps().polls;
+  if (a == "subscribe" || a == "unsubscribe") {
+    std::string id = StringField(r.data, "topic_id");
+    if (!ValidMatchId(id)) return Fail(r, 400, "Bad request", "missing or invalid topic_id");
+    if (!Track(TopicMatchPoll(client_id_, id), a == "subscribe")) {
+      return Fail(r, 429, "Too many subscriptions", "unsubscribe something first");
+    }
+    return Ok(r);
+  }
+  std::string match = StringField(r.data, "id");
+  if (!ValidMatchId(match)) return Fail(r, 400, "Bad request", "missing or invalid match id");
+  if (a == "create") {
+    const json::value* p = Field(r.data, "poll");
+    if (p == nullptr || !p->is_object()) return Fail(r, 400, "Bad request", "missing poll");
+    auto id = poll::NormalizePollId(StringField(*p, "poll_id"), polls->limits());
+    if (!id) return Fail(r, id.error());
+    json::object cfg;
+    if (const json::value* c = Field(*p, "config"); c && c->is_object()) cfg = c->get_object();
+    if (const json::value* v = Field(*p, "prompt")) cfg["prompt"] = *v;
+    if (const json::value* v = Field(*p, "options")) cfg["options"] = *v;
+    if (const json::value* v = Field(*p, "user_data"); v && !v->is_null()) cfg["userData"] = *v;
+    auto config = poll::ParsePollConfig(cfg, poll::PollConfig{}, *id, service_.NowMs() / 1000,
+                                        polls->limits());
+    if (!config) return Fail(r, config.error());
+    auto done = service_.CreateMatchPoll(client_id_, match, *id, *config);
+    if (!done) return Fail(r, done.error());
+    return Ok(r);
+  }
+  auto id = poll::NormalizePollId(StringField(r.data, "poll_id"), polls->limits());
+  if (!id) return Fail(r, id.error());
+  Result<void> done;
+  if (a == "delete") {
+    done = service_.DeleteMatchPoll(client_id_, match, *id);
+  } else if (a == "reconfigure") {
+    const json::value* c = Field(r.data, "config");
+    if (c == nullptr || !c->is_object()) return Fail(r, 400, "Bad request", "missing config");
+    done = service_.ReconfigureMatchPoll(client_id_, match, *id, *c);
+  } else if (a == "get") {
+    auto result = service_.MatchPollResultJson(client_id_, match, *id);
+    if (!result) return Fail(r, result.error());
+    return Reply(r, std::move(*result));
+  } else {
+    return Fail(r, 400, "Bad request", "unknown match_poll action " + a);
+  }
+  if (!done) return Fail(r, done.error());
+  Ok(r);
+}
+
 // The niche actions of 7.4 (section 12 item 21): acknowledged with their inputs checked;
 // nothing behind them reaches viewers yet (docs/api/gamelink.md says what each does).
 void GameLinkConnection::Niche(const Request& r) {
@@ -518,13 +633,17 @@ void GameLinkConnection::Niche(const Request& r) {
     if (a == "get") return Reply(r, R"({"drops":[]})");
     if (a == "validate") return Fail(r, 404, "Not found", "no such drop");
   } else if (t == "matchmaking") {
-    if (a == "subscribe" || a == "unsubscribe" || a == "clear") return Ok(r);
+    if (a == "subscribe" || a == "unsubscribe") {
+      if (!Track(TopicMatchmaking(client_id_, who_.channel_id), a == "subscribe")) {
+        return Fail(r, 429, "Too many subscriptions", "unsubscribe something first");
+      }
+      return Ok(r);
+    }
+    if (a == "clear") return Ok(r);
     if (a == "remove") {
       if (StringField(r.data, "id").empty()) return Fail(r, 400, "Bad request", "missing id");
       return Ok(r);
     }
-  } else if (t == "match" || t == "match_poll") {
-    return Fail(r, 501, "Not implemented", "matches and match polls are not supported yet");
   } else if (t == "gameMetadata" && a == "set") {
     std::string name = StringField(r.data, "name");
     std::string logo = StringField(r.data, "logo");
@@ -608,6 +727,14 @@ void GameLinkService::OnBusEvent(const events::Event& e) {
     // Called under the poll's lock: only mark it; Tick reads and pushes.
     PollRef ref{e.client_id, e.channel_id, e.name.substr(12)};
     std::lock_guard lock(mu_);
+    const std::string prefix = e.client_id + '\x1f';
+    for (auto it = matches_.lower_bound(prefix);
+         it != matches_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      auto p = it->second.polls.find(ref.poll_id);
+      if (p == it->second.polls.end()) continue;
+      const auto& ch = it->second.channels;
+      if (std::find(ch.begin(), ch.end(), ref.channel_id) != ch.end()) p->second.dirty = true;
+    }
     auto [it, inserted] = polls_.try_emplace(PollKey(ref));
     Tracked& t = it->second;
     if (inserted) {
@@ -698,6 +825,37 @@ void GameLinkService::Tick() {
     }
   }
   for (const auto& ref : due) PushPoll(ref);
+
+  // Match polls, at the same cadence; idle matches expire.
+  std::vector<std::array<std::string, 3>> match_due;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = matches_.begin(); it != matches_.end();) {
+      if (now - it->second.touched_ms >= limits_.match_idle_ms) {
+        it = matches_.erase(it);
+        continue;
+      }
+      size_t sep = it->first.find('\x1f');
+      for (auto& [poll_id, p] : it->second.polls) {
+        poll::PollStatus status = p.config.StatusAt(now_s);
+        bool push = false;
+        if (status != p.last_status) {
+          push = status != poll::PollStatus::kPending;
+          p.last_status = status;
+        } else if (status == poll::PollStatus::kActive && p.dirty &&
+                   now - p.last_push_ms >= limits_.poll_push_interval_ms) {
+          push = true;
+        }
+        if (push) {
+          p.dirty = false;
+          p.last_push_ms = now;
+          match_due.push_back({it->first.substr(0, sep), it->first.substr(sep + 1), poll_id});
+        }
+      }
+      ++it;
+    }
+  }
+  for (const auto& [client, match, poll_id] : match_due) PushMatchPoll(client, match, poll_id);
 }
 
 Result<std::string> GameLinkService::PollResultJson(const PollRef& ref) {
@@ -737,6 +895,265 @@ void GameLinkService::PushPoll(const PollRef& ref) {
   std::lock_guard lock(mu_);
   ++counts_.pushes;
   ++counts_.poll_pushes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matches
+
+GameLinkService::MatchState* GameLinkService::FindMatch(std::string_view client,
+                                                        std::string_view match) {
+  auto it = matches_.find(std::string(client) + '\x1f' + std::string(match));
+  if (it == matches_.end() || NowMs() - it->second.touched_ms >= limits_.match_idle_ms) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
+namespace {
+Error NoMatch(std::string_view match) {
+  return MakeError(Errc::kNotFound, "no such match", "match " + std::string(match) +
+                                                          " does not exist or expired");
+}
+}  // namespace
+
+Result<void> GameLinkService::CreateMatch(std::string_view client, std::string_view match) {
+  std::lock_guard lock(mu_);
+  std::string key = std::string(client) + '\x1f' + std::string(match);
+  if (!matches_.count(key) && matches_.size() >= limits_.max_matches) {
+    return MakeError(Errc::kUnavailable, "too many matches");
+  }
+  MatchState& m = matches_[key];
+  m = MatchState{};  // create overwrites
+  m.touched_ms = NowMs();
+  return {};
+}
+
+Result<void> GameLinkService::TouchMatch(std::string_view client, std::string_view match) {
+  std::lock_guard lock(mu_);
+  MatchState* m = FindMatch(client, match);
+  if (m == nullptr) return NoMatch(match);
+  m->touched_ms = NowMs();
+  return {};
+}
+
+Result<std::vector<std::string>> GameLinkService::MatchChannels(std::string_view client,
+                                                                std::string_view match) {
+  std::lock_guard lock(mu_);
+  MatchState* m = FindMatch(client, match);
+  if (m == nullptr) return NoMatch(match);
+  m->touched_ms = NowMs();
+  return m->channels;
+}
+
+Result<void> GameLinkService::AddMatchChannels(std::string_view client, std::string_view match,
+                                               const std::vector<std::string>& channels,
+                                               bool add) {
+  std::vector<std::pair<std::string, poll::PollConfig>> to_create;
+  std::vector<std::string> added;
+  {
+    std::lock_guard lock(mu_);
+    MatchState* m = FindMatch(client, match);
+    if (m == nullptr) return NoMatch(match);
+    m->touched_ms = NowMs();
+    for (const auto& c : channels) {
+      auto it = std::find(m->channels.begin(), m->channels.end(), c);
+      if (add && it == m->channels.end()) {
+        if (m->channels.size() >= limits_.max_match_channels) {
+          return MakeError(Errc::kInvalidArgument, "too many channels in the match");
+        }
+        m->channels.push_back(c);
+        added.push_back(c);
+      } else if (!add && it != m->channels.end()) {
+        m->channels.erase(it);
+      }
+    }
+    for (const auto& [poll_id, p] : m->polls) to_create.emplace_back(poll_id, p.config);
+  }
+  // Channels that join a match with polls get those polls too.
+  for (const auto& c : added) {
+    for (const auto& [poll_id, config] : to_create) {
+      auto created = deps_.polls->CreatePoll(PollRef{std::string(client), c, poll_id}, config);
+      if (!created) return created;
+    }
+  }
+  return {};
+}
+
+Result<void> GameLinkService::CreateMatchPoll(std::string_view client, std::string_view match,
+                                              const std::string& poll_id,
+                                              const poll::PollConfig& config) {
+  std::vector<std::string> channels;
+  {
+    std::lock_guard lock(mu_);
+    MatchState* m = FindMatch(client, match);
+    if (m == nullptr) return NoMatch(match);
+    m->touched_ms = NowMs();
+    channels = m->channels;
+  }
+  for (const auto& c : channels) {
+    auto created = deps_.polls->CreatePoll(PollRef{std::string(client), c, poll_id}, config);
+    if (!created) return created;
+  }
+  std::lock_guard lock(mu_);
+  MatchState* m = FindMatch(client, match);
+  if (m == nullptr) return NoMatch(match);
+  MatchPollState& p = m->polls[poll_id];
+  p.config = config;
+  p.last_status = config.StatusAt(NowMs() / 1000);  // no push at create
+  p.dirty = false;
+  p.last_push_ms = NowMs();
+  return {};
+}
+
+Result<void> GameLinkService::ReconfigureMatchPoll(std::string_view client, std::string_view match,
+                                                   const std::string& poll_id,
+                                                   const json::value& config_json) {
+  std::vector<std::string> channels;
+  poll::PollConfig current;
+  {
+    std::lock_guard lock(mu_);
+    MatchState* m = FindMatch(client, match);
+    if (m == nullptr) return NoMatch(match);
+    auto p = m->polls.find(poll_id);
+    if (p == m->polls.end()) return MakeError(Errc::kNotFound, "no such match poll");
+    m->touched_ms = NowMs();
+    channels = m->channels;
+    current = p->second.config;
+  }
+  auto config = poll::ParsePollConfig(config_json, current, poll_id, NowMs() / 1000,
+                                      deps_.polls->limits());
+  if (!config) return std::move(config).error();
+  for (const auto& c : channels) {
+    auto done = deps_.polls->ConfigurePoll(PollRef{std::string(client), c, poll_id}, *config);
+    if (!done) return done;
+  }
+  std::lock_guard lock(mu_);
+  if (MatchState* m = FindMatch(client, match)) {
+    if (auto p = m->polls.find(poll_id); p != m->polls.end()) p->second.config = *config;
+  }
+  return {};
+}
+
+Result<void> GameLinkService::DeleteMatchPoll(std::string_view client, std::string_view match,
+                                              const std::string& poll_id) {
+  std::vector<std::string> channels;
+  {
+    std::lock_guard lock(mu_);
+    MatchState* m = FindMatch(client, match);
+    if (m == nullptr) return NoMatch(match);
+    m->touched_ms = NowMs();
+    m->polls.erase(poll_id);
+    channels = m->channels;
+  }
+  for (const auto& c : channels) {
+    auto done = deps_.polls->DeletePoll(PollRef{std::string(client), c, poll_id});
+    if (!done) return done;
+  }
+  return {};
+}
+
+Result<std::string> GameLinkService::MatchPollResultJson(std::string_view client,
+                                                         std::string_view match,
+                                                         const std::string& poll_id) {
+  std::vector<std::string> channels;
+  {
+    std::lock_guard lock(mu_);
+    MatchState* m = FindMatch(client, match);
+    if (m == nullptr) return NoMatch(match);
+    if (!m->polls.count(poll_id)) return MakeError(Errc::kNotFound, "no such match poll");
+    channels = m->channels;
+  }
+  auto block = [](const poll::PollStats& st, poll::PollStatus status) {
+    json::object o;
+    json::array results;
+    for (int64_t n : st.specific) results.emplace_back(n);  // 32 entries (12.7)
+    o["results"] = std::move(results);
+    o["stddev"] = st.StdDev();
+    o["mean"] = st.Mean();
+    o["sum"] = st.sum;
+    o["count"] = st.count;
+    o["status"] = poll::PollStatusName(status);
+    return o;
+  };
+  poll::PollStats overall;
+  poll::PollStatus overall_status = poll::PollStatus::kPending;
+  json::object per_channel;
+  for (const auto& c : channels) {
+    auto snap = deps_.polls->ReadPoll(PollRef{std::string(client), c, poll_id});
+    if (!snap) return std::move(snap).error();
+    overall.count += snap->stats.count;
+    overall.sum += snap->stats.sum;
+    overall.sum_squares += snap->stats.sum_squares;
+    for (size_t i = 0; i < overall.specific.size(); ++i) overall.specific[i] += snap->stats.specific[i];
+    overall_status = std::max(overall_status, snap->status);
+    per_channel[c] = block(snap->stats, snap->status);
+  }
+  json::object out;
+  out["match_id"] = match;
+  out["poll_id"] = poll_id;
+  out["overall"] = block(overall, channels.empty() ? poll::PollStatus::kActive : overall_status);
+  out["results"] = std::move(per_channel);
+  return json::serialize(out);
+}
+
+void GameLinkService::PushMatchPoll(const std::string& client, const std::string& match,
+                                    const std::string& poll) {
+  auto result = MatchPollResultJson(client, match, poll);
+  if (!result || publisher_ == nullptr) return;
+  publisher_->Publish(TopicMatchPoll(client, match),
+                      Envelope(kAnyRequest, "update", "match_poll", NowMs(), *result));
+  std::lock_guard lock(mu_);
+  ++counts_.pushes;
+  ++counts_.poll_pushes;
+}
+
+Result<void> GameLinkService::Invite(std::string_view client, std::string_view channel,
+                                     const json::value& invite) {
+  const json::object* o = invite.if_object();
+  if (o == nullptr) return MakeError(Errc::kInvalidArgument, "Invalid body", "an object");
+  json::object out;
+  out["data"] = o->contains("data") && !o->at("data").is_null() ? o->at("data") : json::object();
+  auto text = [&](const char* k) -> Result<void> {
+    const json::value* v = o->if_contains(k);
+    if (v == nullptr) {
+      out[k] = "";
+    } else if (v->is_string()) {
+      out[k] = *v;
+    } else {
+      return MakeError(Errc::kInvalidArgument, "Invalid body", std::string(k) + " must be a string");
+    }
+    return {};
+  };
+  auto integer = [&](const char* k) -> Result<void> {
+    const json::value* v = o->if_contains(k);
+    if (v == nullptr) {
+      out[k] = 0;
+    } else if (v->is_int64() || v->is_uint64()) {
+      out[k] = *v;
+    } else {
+      return MakeError(Errc::kInvalidArgument, "Invalid body", std::string(k) + " must be an integer");
+    }
+    return {};
+  };
+  if (auto r = text("twitch_username"); !r) return r;
+  if (auto r = text("twitch_id"); !r) return r;
+  if (auto r = integer("subscription_tier"); !r) return r;
+  if (auto r = integer("bits_spent"); !r) return r;
+  const json::value* follower = o->if_contains("is_follower");
+  if (follower != nullptr && !follower->is_bool()) {
+    return MakeError(Errc::kInvalidArgument, "Invalid body", "is_follower must be true or false");
+  }
+  out["is_follower"] = follower != nullptr && follower->get_bool();
+  out["timestamp"] = NowMs() / 1000;
+  std::string data = json::serialize(out);
+  if (data.size() > limits_.max_matchmaking_bytes) {
+    return MakeError(Errc::kInvalidArgument, "invite too large");
+  }
+  if (publisher_ != nullptr) {
+    publisher_->Publish(TopicMatchmaking(client, channel),
+                        Envelope(kAnyRequest, "update", "matchmaking", NowMs(), data));
+  }
+  return {};
 }
 
 }  // namespace medkit::core::gamelink

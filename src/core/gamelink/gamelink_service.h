@@ -103,6 +103,10 @@ struct GameLinkLimits {
   size_t max_tracked_polls = 100'000;
   size_t max_metadata_name = 256;
   size_t max_metadata_logo = 1024 * 1024;
+  int64_t match_idle_ms = 3600LL * 1000;  // a match untouched this long is gone (12.22)
+  size_t max_matches = 10'000;            // per server
+  size_t max_match_channels = 100;
+  size_t max_matchmaking_bytes = 8 * 1024;
 };
 
 // Topic names (exposed for tests and the transport).
@@ -111,6 +115,8 @@ std::string TopicConfig(std::string_view client, std::string_view channel);
 std::string TopicPoll(std::string_view client, std::string_view channel, std::string_view poll);
 std::string TopicDatastream(std::string_view client, std::string_view channel);
 std::string TopicPurchase(std::string_view client, std::string_view channel, std::string_view sku);
+std::string TopicMatchPoll(std::string_view client, std::string_view match);
+std::string TopicMatchmaking(std::string_view client, std::string_view channel);
 
 // A server envelope: {"meta": {request_id, action, target, timestamp}, "data": data_json}.
 std::string Envelope(uint32_t request_id, std::string_view action, std::string_view target,
@@ -147,6 +153,8 @@ class GameLinkConnection {
   void Poll(const Request& r);
   void Purchases(const Request& r);
   void Niche(const Request& r);
+  void Match(const Request& r);
+  void MatchPoll(const Request& r);
 
   GameLinkService& service_;
   std::string client_id_;
@@ -180,6 +188,29 @@ class GameLinkService {
   // The PollResult JSON of 7.5 for ref (the "get poll" response and the push).
   Result<std::string> PollResultJson(const poll::PollRef& ref);
 
+  // Matches (7.4 "Matches", 12.22): channels grouped under a match id, kept in memory and
+  // dropped match_idle_ms after the last operation on them. Match polls are one poll per
+  // channel of the match (the same poll id), pushed as MatchPollResult to the match's
+  // subscribers at the poll cadence.
+  Result<void> CreateMatch(std::string_view client, std::string_view match);
+  Result<void> TouchMatch(std::string_view client, std::string_view match);
+  Result<void> AddMatchChannels(std::string_view client, std::string_view match,
+                                const std::vector<std::string>& channels, bool add);
+  Result<std::vector<std::string>> MatchChannels(std::string_view client, std::string_view match);
+  Result<void> CreateMatchPoll(std::string_view client, std::string_view match,
+                               const std::string& poll_id, const poll::PollConfig& config);
+  Result<void> ReconfigureMatchPoll(std::string_view client, std::string_view match,
+                                    const std::string& poll_id, const boost::json::value& config);
+  Result<void> DeleteMatchPoll(std::string_view client, std::string_view match,
+                               const std::string& poll_id);
+  Result<std::string> MatchPollResultJson(std::string_view client, std::string_view match,
+                                          const std::string& poll_id);
+
+  // A matchmaking invite (12.21: produced by a REST hook) for the channel's subscribed games:
+  // fields {data, twitch_username, twitch_id, is_follower, subscription_tier, bits_spent}.
+  Result<void> Invite(std::string_view client, std::string_view channel,
+                      const boost::json::value& invite);
+
   struct Counts {
     uint64_t pushes = 0;
     uint64_t poll_pushes = 0;
@@ -200,6 +231,20 @@ class GameLinkService {
     int64_t last_activity_ms = 0;
   };
 
+  struct MatchPollState {
+    poll::PollConfig config;
+    poll::PollStatus last_status = poll::PollStatus::kActive;
+    bool dirty = false;
+    int64_t last_push_ms = 0;
+  };
+  struct MatchState {
+    std::vector<std::string> channels;
+    int64_t touched_ms = 0;
+    std::map<std::string, MatchPollState> polls;
+  };
+  MatchState* FindMatch(std::string_view client, std::string_view match);  // requires mu_
+  void PushMatchPoll(const std::string& client, const std::string& match, const std::string& poll);
+
   GameLinkDeps deps_;
   GameLinkLimits limits_;
   events::EventBus* bus_;
@@ -208,6 +253,7 @@ class GameLinkService {
 
   mutable std::mutex mu_;
   std::map<std::string, Tracked> polls_;  // guarded by mu_; key client|channel|poll
+  std::map<std::string, MatchState> matches_;  // guarded by mu_; key client|match
   Counts counts_;                         // guarded by mu_
 };
 

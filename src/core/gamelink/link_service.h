@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -52,6 +53,7 @@ class LinkService {
   // auth mints the tokens (with the server's key) and must outlive the service.
   LinkService(storage::Store& store, const Clock& clock, const auth::Authenticator& auth,
               LinkLimits limits);
+  ~LinkService();
 
   // POST gamelink/token (alias gamelink/pin): broadcaster only (403 otherwise). A fresh
   // 6-character PIN of the alphabet A-H J-K M-N P-Z 2-4 6-9, bound to the caller's client,
@@ -91,12 +93,21 @@ class LinkService {
   // link is refused until validated, then acts on the validated channel (who is updated).
   Result<void> CheckLink(auth::Identity& who) const;
 
+  const LinkLimits& limits() const { return limits_; }
+
  private:
-  struct Impl;
+  struct Impl;  // the link cache
+  struct Link;
+  std::string Key(std::string_view client_id, char kind, std::string_view rest) const;
+  Result<GameSession> IssueSession(std::string_view client_id, const std::string& link_id,
+                                   const Link& link, std::string refresh);
+  void Invalidate(std::string_view client_id, std::string_view link_id) const;
+
   storage::Store& store_;
   const Clock& clock_;
   const auth::Authenticator& auth_;
   LinkLimits limits_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace medkit::core::gamelink

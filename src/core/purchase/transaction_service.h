@@ -62,6 +62,10 @@ class TransactionService {
   Result<Transaction> PurchaseCoins(const auth::Identity& who, const boost::json::value& body,
                                     std::string_view channel_config_json);
 
+  // The coin balance of a viewer (its viewer key: user_id, else opaque_user_id) in a channel.
+  Result<int64_t> CoinBalance(std::string_view client_id, std::string_view channel_id,
+                              std::string_view viewer_key);
+
   // GameLink get transaction {"sku": <sku> | "*"}: unvalidated transactions of the channel,
   // oldest first, at most max_listed.
   Result<std::vector<Transaction>> Unvalidated(std::string_view client_id,

@@ -16,7 +16,10 @@ void RegisterEngagementRoutes(Router& router);  // json_store, accumulate, rank
 void RegisterCodeRoutes(Router& router);        // codes, codes/*
 void RegisterUserRoutes(Router& router);        // user_ids
 void RegisterDatastreamRoutes(Router& router);  // datastream
+void RegisterGameLinkRoutes(Router& router);    // matchmaking/invite
 void RegisterMessagingRoutes(Router& router);   // broadcast, extension_broadcast, whisper_self, ...
+void RegisterLinkRoutes(Router& router);        // gamelink/token, pin, validate_pin, ...
+void RegisterPurchaseRoutes(Router& router);    // bits/transactions, coins/purchase
 
 inline constexpr const char* kApiPrefix = "/v1/e/";
 

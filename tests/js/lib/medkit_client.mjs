@@ -66,12 +66,15 @@ function installPusherShim(window, serverBase) {
 }
 
 // Opens one simulated user. Returns {window, Muxy, sdk, user, errors, close()}.
+// `transactionsEnabled` and `purchasableItems` (window.MEDKIT_PURCHASABLE_ITEMS) set up MEDKit's
+// dev purchase client, so sdk.purchase(sku) sends POST bits/transactions.
 // With `pusher: true` the SDK's Pusher connection goes to the server (sdk.listen() works);
 // otherwise a dummy WebSocket keeps it from dialling anywhere.
 // `errors` collects jsdom console errors / uncaught script errors of that window (useful when a
 // CORS failure only shows up as a network error).
 export async function openUser(serverBase, {role, channelID, userID, clientID = 'testclientid',
                                             origin, jwt, pusher = false,
+                                            transactionsEnabled = false, purchasableItems,
                                             loadTimeoutMs = 10000} = {}) {
   const errors = [];
   const virtualConsole = new VirtualConsole();
@@ -104,7 +107,10 @@ export async function openUser(serverBase, {role, channelID, userID, clientID = 
     if (userID !== undefined) opts = opts.userID(String(userID));
     if (jwt !== undefined) opts = opts.jwt(jwt);
     Muxy.debug(opts);
-    Muxy.setup({clientID, quiet: true});
+    // Dev purchases (sdk.purchase): the products, and whether MEDKit POSTs bits/transactions.
+    if (purchasableItems !== undefined) window.MEDKIT_PURCHASABLE_ITEMS = purchasableItems;
+    Muxy.setup(transactionsEnabled ? {clientID, quiet: true, transactionsEnabled: true}
+                                   : {clientID, quiet: true});
     const sdk = new Muxy.SDK();
     let timer;
     const timeout = new Promise((_, reject) => {
