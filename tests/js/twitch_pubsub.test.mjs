@@ -158,7 +158,7 @@ describe('twitch pubsub: what is posted', () => {
       stage: 'production', store: 'memory',
       config: {
         extensions: extensions([{client_id: 'noowner', secret: SECRET}]),
-        messaging: {rate_burst: 1000, rate_per_minute: 60000},
+        messaging: {rate_burst: 1000, rate_per_minute: 60000, vote_update_interval_ms: 300},
         twitch: {pubsub: true, api_base: twitch.base, rate_per_minute: 6000, burst: 100},
       },
     });
@@ -236,6 +236,33 @@ describe('twitch pubsub: what is posted', () => {
                      {event: `production:${EXT}:big`, data: {blob}});
   });
 
+  it('server events: vote_update (the final statistics last) and json_store_update', async () => {
+    for (let i = 0; i < 5; i++) {
+      const viewer = sign({role: 'viewer', channel_id: 'votech', opaque_user_id: `Uv${i}`, user_id: `v${i}`});
+      const r = await srv.request('POST', 'vote?id=fav', {token: viewer, clientId: EXT, body: {value: i}});
+      assert.equal(r.status, 200, r.text);
+    }
+    const updates = () => withEvent(twitch.requests, 'vote_update:fav');
+    await waitFor(() => { const u = updates(); return u.length && decoded(u[u.length - 1]).data.stats.count === 5; },
+                  'the final vote_update');
+    await sleep(800);  // past the throttle window: nothing newer may follow
+    const u = updates();
+    const last = decoded(u[u.length - 1]).data;
+    assert.equal(last.id, 'fav');
+    assert.equal(last.stats.count, 5);
+    assert.equal(last.stats.sum, 10);
+    const counts = u.map((q) => decoded(q).data.stats.count);
+    assert.deepEqual(counts, [...counts].sort((a, b) => a - b), `updates in order: ${counts}`);
+    for (const q of u) assert.equal(q.json.broadcaster_id, 'votech');
+    const r = await srv.request('POST', 'json_store?id=board', {token: broadcaster('storech'), clientId: EXT,
+      body: {leader: 'red', score: 12}});
+    assert.equal(r.status, 200, r.text);
+    const [j] = await waitFor(() => { const m = withEvent(twitch.requests, 'json_store_update:board'); return m.length ? m : null; },
+                              'json_store_update');
+    assert.equal(j.json.broadcaster_id, 'storech');
+    assert.deepEqual(decoded(j).data, {id: 'board', value: {leader: 'red', score: 12}});
+  });
+
   it('messages of an extension without owner_id are skipped and counted', async () => {
     const before = twitch.requests.length;
     const tok = signJwt(HS256, {exp: now() + 3600, role: 'backend', channel_id: 'x', user_id: 'u'}, secretBytes);
@@ -254,7 +281,7 @@ describe('twitch pubsub: what is posted', () => {
     const sent = await metric(srv, messages('sent'));
     const ok = await metric(srv, posts('ok'));
     assert.equal(ok, twitch.requests.length, 'one ok POST per request the fake received');
-    assert.ok(sent >= 6 && sent < ok, `sent ${sent}, posts ${ok} (fragments are several posts)`);
+    assert.ok(sent >= 8 && sent < ok, `sent ${sent}, posts ${ok} (fragments are several posts)`);
     assert.equal(await metric(srv, posts('failed')), 0);
     assert.equal(await metric(srv, messages('dropped_failed')), 0);
     assert.equal(await metric(srv, 'medkit_twitch_pubsub_queued'), 0);
