@@ -35,6 +35,7 @@
 #include "http/routes/routes.h"
 #include "http/server.h"
 #include "http/socket_hub.h"
+#include "http/twitch_pubsub_client.h"
 #include "storage/memory_store.h"
 #include "storage/metered_store.h"
 #include "storage/rocksdb_store.h"
@@ -60,6 +61,9 @@ struct App::Impl {
   std::unique_ptr<core::rank::RankService> rank;
   std::unique_ptr<core::accumulate::AccumulateService> accumulate;
   std::unique_ptr<core::jsonstore::JsonStoreService> json_store;
+  // Declared before the fanout that calls it, so it outlives it (members are destroyed in
+  // reverse order); stopped in Run() and ~App() before anything is torn down.
+  std::unique_ptr<http::TwitchPubSubClient> twitch;
   std::unique_ptr<core::broadcast::ViewerFanout> fanout;
   std::unique_ptr<core::broadcast::MessagingService> messaging;
   std::unique_ptr<core::gamelink::LinkService> links;
@@ -146,6 +150,7 @@ void AddStoreMetrics(http::Router& router, const storage::MeteredStore& store) {
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 App::~App() {
+  if (impl_ && impl_->twitch) impl_->twitch->Stop();
   if (impl_ && impl_->engine) {
     auto synced = impl_->engine->Sync();
     if (!synced) spdlog::error("store sync at shutdown failed: {}", synced.error().message);
@@ -325,6 +330,25 @@ core::Result<std::unique_ptr<App>> App::Create(const AppConfig& config, const co
     out += "medkit_viewer_events_total{outcome=\"throttled\"} " + std::to_string(c.throttled) + "\n";
     out += "medkit_viewer_events_total{outcome=\"refused\"} " + std::to_string(c.refused) + "\n";
   });
+  if (config.twitch.pubsub) {  // the Twitch Extension PubSub transport
+    const TwitchConfig& t = config.twitch;
+    http::TwitchPubSubOptions options;
+    options.api_base = t.api_base;
+    options.ca_file = t.ca_file;
+    options.max_connections = t.connections;
+    options.queue.per_minute = t.rate_per_minute;
+    options.queue.burst = t.burst;
+    options.queue.queue_limit = t.queue_limit;
+    options.queue.max_tries = t.max_tries;
+    auto client = http::TwitchPubSubClient::Create(options, impl->registry, clock);
+    if (!client) return std::move(client).error();
+    impl->twitch = std::move(*client);
+    impl->fanout->AddSink(impl->twitch.get());
+    impl->router->metrics().AddProvider(
+        [twitch = impl->twitch.get()](std::string& out) { twitch->RenderMetrics(out); });
+    impl->twitch->Start();
+    spdlog::info("twitch pubsub: posting viewer messages to {}/extensions/pubsub", t.api_base);
+  }
   return std::unique_ptr<App>(new App(std::move(impl)));
 }
 
@@ -370,6 +394,7 @@ void App::Run() {
   impl_->ticker_cv.notify_all();
   impl_->ticker.join();
   impl_->fanout->Tick();  // the last throttled updates
+  if (impl_->twitch) impl_->twitch->Stop();  // in-flight posts get their grace
   auto synced = impl_->engine->Sync();
   if (!synced) spdlog::error("store sync failed: {}", synced.error().message);
 }

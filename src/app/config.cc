@@ -90,6 +90,35 @@ core::Result<void> ReadMessaging(const json::value& v, MessagingConfig& m) {
   return {};
 }
 
+core::Result<void> ReadTwitch(const json::value& v, TwitchConfig& t) {
+  if (!v.is_object()) return Bad("twitch must be an object");
+  const json::object& o = v.get_object();
+  static const char* kKeys[] = {"pubsub",      "api_base",    "ca_file",  "rate_per_minute",
+                                "burst",       "queue_limit", "connections", "max_tries"};
+  for (const auto& kv : o) {
+    bool known = false;
+    for (const char* k : kKeys) known = known || kv.key() == k;
+    if (!known) return Bad("unknown twitch key \"" + std::string(kv.key()) + "\"");
+  }
+  if (auto r = ReadBool(o, "pubsub", t.pubsub); !r) return r;
+  if (auto r = ReadString(o, "api_base", t.api_base); !r) return r;
+  if (auto r = ReadString(o, "ca_file", t.ca_file); !r) return r;
+  if (auto r = ReadNumber(o, "rate_per_minute", t.rate_per_minute, 60'000'000); !r) return r;
+  if (auto r = ReadNumber(o, "burst", t.burst, 1'000'000); !r) return r;
+  if (auto r = ReadNumber(o, "queue_limit", t.queue_limit, 1'000'000); !r) return r;
+  if (auto r = ReadNumber(o, "connections", t.connections, 64); !r) return r;
+  if (auto r = ReadNumber(o, "max_tries", t.max_tries, 100); !r) return r;
+  if (t.rate_per_minute < 1) return Bad("twitch.rate_per_minute must be at least 1");
+  if (t.burst < 1) return Bad("twitch.burst must be at least 1");
+  if (t.queue_limit < 1) return Bad("twitch.queue_limit must be at least 1");
+  if (t.connections < 1) return Bad("twitch.connections must be at least 1");
+  if (t.max_tries < 1) return Bad("twitch.max_tries must be at least 1");
+  if (t.api_base.rfind("http://", 0) != 0 && t.api_base.rfind("https://", 0) != 0) {
+    return Bad("twitch.api_base must start with http:// or https://");
+  }
+  return {};
+}
+
 }  // namespace
 
 core::Result<void> LoadConfigFile(AppConfig& config) {
@@ -106,7 +135,7 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
   static const char* kKnown[] = {"extensions",      "signing_key", "limits", "state_ttl_seconds",
                                  "sandbox_token_ttl_seconds", "idle_timeout_seconds",
                                  "sync_writes",     "stage", "document_cache_bytes",
-                                 "messaging", "gamelink"};
+                                 "messaging", "gamelink", "twitch"};
   for (const auto& kv : o) {
     bool known = false;
     for (const char* k : kKnown) known = known || kv.key() == k;
@@ -162,6 +191,9 @@ core::Result<void> LoadConfigFile(AppConfig& config) {
   if (auto r = ReadBool(o, "gamelink", config.gamelink); !r) return r;
   if (auto it = o.find("messaging"); it != o.end()) {
     if (auto r = ReadMessaging(it->value(), config.messaging); !r) return r;
+  }
+  if (auto it = o.find("twitch"); it != o.end()) {
+    if (auto r = ReadTwitch(it->value(), config.twitch); !r) return r;
   }
   if (auto it = o.find("limits"); it != o.end()) {
     if (!it->value().is_object()) return Bad("limits must be an object");

@@ -34,6 +34,21 @@ struct MessagingConfig {
   int ping_seconds = 30;                    // WebSocket pings, SSE keep-alive comments
 };
 
+// The Twitch Extension PubSub transport (docs/configuration.md, "twitch"). Off unless enabled:
+// an unconfigured server never contacts Twitch.
+struct TwitchConfig {
+  bool pubsub = false;
+  std::string api_base = "https://api.twitch.tv/helix";
+  std::string ca_file;  // https: PEM CAs to trust instead of the system's store
+  // Per channel (and for global messages): Twitch's measured limit is a pool of 100 that
+  // refills at 1 a second (spec 6.3).
+  int64_t rate_per_minute = 60;
+  int64_t burst = 100;
+  size_t queue_limit = 100;  // custom messages waiting per channel; the oldest are dropped
+  int connections = 4;       // concurrent requests to Twitch
+  int max_tries = 8;         // per part, on 429 / 5xx / network errors
+};
+
 struct AppConfig {
   // Process options (flag, or MEDKIT_<NAME> environment variable).
   std::string stage = "sandbox";  // sandbox | production
@@ -61,6 +76,7 @@ struct AppConfig {
   size_t document_cache_bytes = 64 * 1024 * 1024;  // read cache of documents; 0 disables
   MessagingConfig messaging;
   bool gamelink = true;  // GameLink sockets at /<version>/<client_id> on the REST port
+  TwitchConfig twitch;
 };
 
 // Reads the JSON config file named in config.config_file (if any) into config. Keys the file
