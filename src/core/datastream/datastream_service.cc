@@ -69,7 +69,12 @@ Result<void> DatastreamService::Post(const auth::Identity& who, const json::valu
   if (n > limits_.max_events) batch.Delete(prefix + "e" + kSep + SeqText(n - limits_.max_events));
   if (auto put = store_.Apply(batch); !put) return std::move(put).error();
   if (events_ != nullptr) {
-    events::Event event{who.client_id, who.channel_id, "datastream", payload, now};
+    events::Event event;
+    event.client_id = who.client_id;
+    event.channel_id = who.channel_id;
+    event.name = "datastream";
+    event.payload_json = payload;
+    event.at_ms = now;
     event.viewers = false;  // games only
     events_->Publish(event);
   }

@@ -237,7 +237,11 @@ void DocumentService::PublishWrite(const Identity& who, DocKind kind, const std:
   if (events_ == nullptr) return;
   if (channel.empty()) channel = who.channel_id;
   // Channel state goes to viewers and games; the others to games only (spec 5.3.3).
-  events::Event event{who.client_id, std::string(channel), "", text, clock_.NowMs()};
+  events::Event event;
+  event.client_id = who.client_id;
+  event.channel_id = std::string(channel);
+  event.payload_json = text;
+  event.at_ms = clock_.NowMs();
   switch (kind) {
     case DocKind::kChannelState:
       event.name = "channel_state_update";
