@@ -468,6 +468,35 @@ describe('bad input and floods', () => {
     await g.ok('get', 'state', {state_id: 'channel'});
   });
 
+  it('answers the remaining actions of the catalogue', async () => {
+    const ch = 'c-rest-of-catalogue';
+    const g = await game(ch);
+    // Unsubscribing stops poll and purchase pushes.
+    await g.ok('subscribe', 'poll', {topic_id: 'u-poll'});
+    await g.ok('create', 'poll', {poll_id: 'u-poll', prompt: '?', options: ['a']});
+    await g.ok('unsubscribe', 'poll', {topic_id: 'u-poll'});
+    await srv.request('POST', 'vote?id=u-poll', {token: t.as('viewer', {channel: ch, user: 'v'}), body: {value: 0}});
+    await g.ok('subscribe', 'transaction_complete', {sku: '*'});  // legacy alias (7.6)
+    await g.ok('unsubscribe', 'twitchPurchaseBits', {sku: '*'});
+    const buy = await srv.request('POST', 'bits/transactions', {token: t.as('viewer', {channel: ch, user: 'v'}), body: {
+      transactionId: 'u-tx', product: {sku: 's', displayName: 'S', cost: {amount: 1, type: 'bits'}},
+      userId: 'v', displayName: 'V', initiator: 'current_user', transactionReceipt: 'dev'}});
+    assert.equal(buy.status, 201, buy.text);
+    await sleep(1500);
+    assert.equal(g.updates('poll').length, 0);
+    assert.equal(g.updates('twitchPurchaseBits').length, 0);
+    // Niche actions: each answered.
+    await g.fails('validate', 'drops', {id: 'd1'}, 404);
+    for (const [action, data] of [['unsubscribe', {operation: 'invite'}], ['clear', undefined], ['remove', {id: '123'}]]) {
+      assert.deepEqual(await g.ok(action, 'matchmaking', data), {ok: true});
+    }
+    await g.fails('remove', 'matchmaking', {}, 400);
+    assert.deepEqual(await g.ok('set', 'gatewayActionState', {id: 'a1', count: 3}), {ok: true});
+    await g.fails('set', 'gatewayActionState', {count: 3}, 400);
+    await g.fails('keepalive', 'match', {id: 'never-made'}, 404);
+    await g.fails('broadcast', 'match', {match_id: 'never-made', topic: 't', data: {}}, 404);
+  });
+
   it('answers a flood of requests one for one, and closes a socket sending a huge frame', async () => {
     const g = await game('c-flood');
     const bystander = await game('c-flood');
