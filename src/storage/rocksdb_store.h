@@ -91,6 +91,10 @@ class RocksDbStore final : public Store {
   Result<void> CompactForTest();
   // Number of physically stored user keys, expired ones included. Tests only.
   Result<size_t> RawKeyCountForTest();
+  // Index and filter blocks (partitions included) that the calling thread read from table
+  // files, i.e. block cache misses, since its previous call (RocksDB's thread-local perf
+  // context; the first call on a thread turns the count on and returns 0). Tests only.
+  static uint64_t TakeMetadataBlockReadsForTest();
 
  private:
   class Impl;
