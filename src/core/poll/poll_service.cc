@@ -1,12 +1,12 @@
 #include "core/poll/poll_service.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -220,31 +220,78 @@ double PollStats::StdDev() const {
   return static_cast<double>(std::sqrt(var));
 }
 
+namespace {
+
+// Appends the decimal text of v (std::to_chars: same digits as fmt's "{}", a fraction of the
+// cost; fmt::join over the 32 counters was ~13k instructions per call).
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  auto* end = std::to_chars(buf, buf + sizeof(buf), v).ptr;
+  out.append(buf, end);
+}
+
+// Integral values as integers, others in fmt's shortest round-trip form (kept for the two
+// doubles so the text is unchanged: to_chars would pick "1e-04" where fmt writes "0.0001").
+char* PutNumber(char* p, char* end, double d) {
+  if (!std::isfinite(d)) {
+    *p++ = '0';
+  } else if (d == std::floor(d) && std::fabs(d) < 9e15) {
+    p = std::to_chars(p, end, static_cast<int64_t>(d)).ptr;
+  } else {
+    p = fmt::format_to_n(p, static_cast<size_t>(end - p), "{}", d).out;
+  }
+  return p;
+}
+
+char* PutText(char* p, std::string_view text) {
+  std::memcpy(p, text.data(), text.size());
+  return p + text.size();
+}
+
+// The statistics fields, written into one stack buffer (every vote renders them twice: the
+// response and the vote_update event).
+void AppendStatsJsonFields(std::string& out, const PollStats& stats) {
+  // 4 labels (~40) + 2 doubles (<= 25 each) + 34 integers (<= 20 each) + 33 commas: < 820.
+  char buf[1024];
+  char* const end = buf + sizeof(buf);
+  char* p = PutText(buf, "\"stddev\":");
+  p = PutNumber(p, end, stats.StdDev());
+  p = PutText(p, ",\"mean\":");
+  p = PutNumber(p, end, stats.Mean());
+  p = PutText(p, ",\"sum\":");
+  p = std::to_chars(p, end, stats.sum).ptr;
+  p = PutText(p, ",\"count\":");
+  p = std::to_chars(p, end, stats.count).ptr;
+  p = PutText(p, ",\"specific\":[");
+  for (size_t i = 0; i < stats.specific.size(); ++i) {
+    if (i) *p++ = ',';
+    p = std::to_chars(p, end, stats.specific[i]).ptr;
+  }
+  *p++ = ']';
+  out.append(buf, p);
+}
+
+}  // namespace
+
 std::string StatsJsonFields(const PollStats& stats) {
   // Hot path (every vote response and vote_update): one buffer, no temporaries.
-  fmt::memory_buffer out;
-  auto number = [&out](double d) {
-    if (!std::isfinite(d)) {
-      out.push_back('0');
-    } else if (d == std::floor(d) && std::fabs(d) < 9e15) {
-      fmt::format_to(std::back_inserter(out), "{}", static_cast<int64_t>(d));
-    } else {
-      fmt::format_to(std::back_inserter(out), "{}", d);
-    }
-  };
-  fmt::format_to(std::back_inserter(out), "\"stddev\":");
-  number(stats.StdDev());
-  fmt::format_to(std::back_inserter(out), ",\"mean\":");
-  number(stats.Mean());
-  fmt::format_to(std::back_inserter(out), ",\"sum\":{},\"count\":{},\"specific\":[{}]", stats.sum,
-                 stats.count, fmt::join(stats.specific, ","));
-  return fmt::to_string(out);
+  std::string out;
+  out.reserve(160);
+  AppendStatsJsonFields(out, stats);
+  return out;
 }
 
 std::string VoteViewJson(const VoteView& view) {
-  std::string out = "{" + StatsJsonFields(view.stats) + ",\"decay\":{}";
-  if (view.vote) out += ",\"vote\":" + std::to_string(*view.vote);
-  out += "}";
+  std::string out;
+  out.reserve(192);
+  out.push_back('{');
+  AppendStatsJsonFields(out, view.stats);
+  out.append(",\"decay\":{}");
+  if (view.vote) {
+    out.append(",\"vote\":");
+    AppendInt(out, *view.vote);
+  }
+  out.push_back('}');
   return out;
 }
 
@@ -459,10 +506,18 @@ namespace {
 
 // "G|n|s|q|c0,c1,...,c31": the running sums of generation G.
 std::string SerializeStats(uint64_t gen, const PollStats& s) {
-  std::string out = fmt::format("{}|{}|{}|{}|", gen, s.count, s.sum, s.sum_squares);
+  std::string out;
+  out.reserve(128);
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof(buf), gen).ptr);
+  for (int64_t v : {s.count, s.sum, s.sum_squares}) {
+    out.push_back('|');
+    AppendInt(out, v);
+  }
+  out.push_back('|');
   for (int i = 0; i < kSpecificSize; ++i) {
     if (i) out.push_back(',');
-    out += std::to_string(s.specific[static_cast<size_t>(i)]);
+    AppendInt(out, s.specific[static_cast<size_t>(i)]);
   }
   return out;
 }
