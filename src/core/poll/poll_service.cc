@@ -230,45 +230,67 @@ void AppendInt(std::string& out, int64_t v) {
   out.append(buf, end);
 }
 
-// Integral values as integers, others in fmt's shortest round-trip form (kept for the two
-// doubles so the text is unchanged: to_chars would pick "1e-04" where fmt writes "0.0001").
-char* PutNumber(char* p, char* end, double d) {
-  if (!std::isfinite(d)) {
-    *p++ = '0';
-  } else if (d == std::floor(d) && std::fabs(d) < 9e15) {
-    p = std::to_chars(p, end, static_cast<int64_t>(d)).ptr;
-  } else {
-    p = fmt::format_to_n(p, static_cast<size_t>(end - p), "{}", d).out;
+// A bounded text buffer on the stack for the hot renderers below. Their output is at most ~820
+// bytes by construction (34 int64 of <= 20 characters, two doubles, labels); Put never writes
+// past the buffer in any case.
+class StackText {
+ public:
+  void Put(std::string_view s) {
+    const size_t n = std::min(s.size(), static_cast<size_t>(end_ - p_));
+    std::memcpy(p_, s.data(), n);
+    p_ += n;
   }
-  return p;
-}
+  void Put(char c) {
+    if (p_ != end_) *p_++ = c;
+  }
+  void Int(int64_t v) {
+    char b[24];
+    Put(std::string_view(b, static_cast<size_t>(std::to_chars(b, b + sizeof(b), v).ptr - b)));
+  }
+  void Uint(uint64_t v) {
+    char b[24];
+    Put(std::string_view(b, static_cast<size_t>(std::to_chars(b, b + sizeof(b), v).ptr - b)));
+  }
+  // Integral values as integers, others in fmt's shortest round-trip form (fmt kept for the
+  // doubles so the text is unchanged: to_chars would pick "1e-04" where fmt writes "0.0001").
+  void Number(double d) {
+    if (!std::isfinite(d)) {
+      Put('0');
+    } else if (d == std::floor(d) && std::fabs(d) < 9e15) {
+      Int(static_cast<int64_t>(d));
+    } else {
+      char b[64];
+      auto r = fmt::format_to_n(b, sizeof(b), "{}", d);
+      Put(std::string_view(b, std::min(r.size, sizeof(b))));
+    }
+  }
+  std::string_view view() const { return std::string_view(buf_, static_cast<size_t>(p_ - buf_)); }
 
-char* PutText(char* p, std::string_view text) {
-  std::memcpy(p, text.data(), text.size());
-  return p + text.size();
-}
+ private:
+  char buf_[1024];
+  char* p_ = buf_;
+  char* const end_ = buf_ + sizeof(buf_);
+};
 
-// The statistics fields, written into one stack buffer (every vote renders them twice: the
-// response and the vote_update event).
+// The statistics fields (every vote renders them twice: the response and the vote_update
+// event).
 void AppendStatsJsonFields(std::string& out, const PollStats& stats) {
-  // 4 labels (~40) + 2 doubles (<= 25 each) + 34 integers (<= 20 each) + 33 commas: < 820.
-  char buf[1024];
-  char* const end = buf + sizeof(buf);
-  char* p = PutText(buf, "\"stddev\":");
-  p = PutNumber(p, end, stats.StdDev());
-  p = PutText(p, ",\"mean\":");
-  p = PutNumber(p, end, stats.Mean());
-  p = PutText(p, ",\"sum\":");
-  p = std::to_chars(p, end, stats.sum).ptr;
-  p = PutText(p, ",\"count\":");
-  p = std::to_chars(p, end, stats.count).ptr;
-  p = PutText(p, ",\"specific\":[");
+  StackText t;
+  t.Put("\"stddev\":");
+  t.Number(stats.StdDev());
+  t.Put(",\"mean\":");
+  t.Number(stats.Mean());
+  t.Put(",\"sum\":");
+  t.Int(stats.sum);
+  t.Put(",\"count\":");
+  t.Int(stats.count);
+  t.Put(",\"specific\":[");
   for (size_t i = 0; i < stats.specific.size(); ++i) {
-    if (i) *p++ = ',';
-    p = std::to_chars(p, end, stats.specific[i]).ptr;
+    if (i) t.Put(',');
+    t.Int(stats.specific[i]);
   }
-  *p++ = ']';
-  out.append(buf, p);
+  t.Put(']');
+  out.append(t.view());
 }
 
 }  // namespace
@@ -506,19 +528,55 @@ namespace {
 
 // "G|n|s|q|c0,c1,...,c31": the running sums of generation G.
 std::string SerializeStats(uint64_t gen, const PollStats& s) {
-  std::string out;
-  out.reserve(128);
-  char buf[24];
-  out.append(buf, std::to_chars(buf, buf + sizeof(buf), gen).ptr);
+  StackText t;
+  t.Uint(gen);
   for (int64_t v : {s.count, s.sum, s.sum_squares}) {
-    out.push_back('|');
-    AppendInt(out, v);
+    t.Put('|');
+    t.Int(v);
   }
-  out.push_back('|');
+  t.Put('|');
   for (int i = 0; i < kSpecificSize; ++i) {
-    if (i) out.push_back(',');
-    AppendInt(out, s.specific[static_cast<size_t>(i)]);
+    if (i) t.Put(',');
+    t.Int(s.specific[static_cast<size_t>(i)]);
   }
+  return std::string(t.view());
+}
+
+// Appends v in base `base`, zero-padded on the left to at least `width` digits (fmt's
+// "{:0<width>d}" / "{:0<width>x}" for non-negative values).
+void AppendPadded(std::string& out, uint64_t v, int base, size_t width) {
+  char buf[24];
+  auto* end = std::to_chars(buf, buf + sizeof(buf), v, base).ptr;
+  const size_t len = static_cast<size_t>(end - buf);
+  if (len < width) out.append(width - len, '0');
+  out.append(buf, len);
+}
+
+// P log␟<ms, 16 digits>␟<boot id, 16 hex><seq, >= 8 hex>
+std::string LogKey(std::string key, int64_t now_ms, uint64_t boot_id, uint64_t seq) {
+  if (now_ms >= 0) {
+    AppendPadded(key, static_cast<uint64_t>(now_ms), 10, 16);
+  } else {
+    key += fmt::format("{:016d}", now_ms);
+  }
+  key.push_back(kSep);
+  AppendPadded(key, boot_id, 16, 16);
+  AppendPadded(key, seq, 16, 8);
+  return key;
+}
+
+// {"identifier":..,"opaque":..,"value":..,"timestamp":..}, as json::serialize of that object.
+std::string LogJson(std::string_view identifier, std::string_view opaque, int64_t value,
+                    int64_t timestamp) {
+  std::string out = "{\"identifier\":";
+  out += json::serialize(json::string(identifier));
+  out += ",\"opaque\":";
+  out += json::serialize(json::string(opaque));
+  out += ",\"value\":";
+  AppendInt(out, value);
+  out += ",\"timestamp\":";
+  AppendInt(out, timestamp);
+  out.push_back('}');
   return out;
 }
 
@@ -803,14 +861,11 @@ Result<VoteView> PollService::VoteAs(const PollRef& ref, std::string_view viewer
   batch.Put(keys.Record(viewer), SerializeRecord(next));
   batch.Put(keys.stats, SerializeStats(head.gen, head.stats), head.live_until_ms);
 
-  json::object log;
-  log["identifier"] = user_id.empty() ? (opaque_id.empty() ? viewer : opaque_id) : user_id;
-  log["opaque"] = opaque_id;
-  log["value"] = value;
-  log["timestamp"] = now_ms;
-  batch.Put(keys.LogPrefix() + fmt::format("{:016d}{}{:016x}{:08x}", now_ms, kSep, boot_id_,
-                                           log_seq_.fetch_add(1, std::memory_order_relaxed)),
-            json::serialize(log), now_ms + limits_.retention_ms);
+  batch.Put(LogKey(keys.LogPrefix(), now_ms, boot_id_,
+                   log_seq_.fetch_add(1, std::memory_order_relaxed)),
+            LogJson(user_id.empty() ? (opaque_id.empty() ? viewer : opaque_id) : user_id,
+                    opaque_id, value, now_ms),
+            now_ms + limits_.retention_ms);
 
   if (auto applied = store_.Apply(batch); !applied) return std::move(applied).error();
   hot.head = std::move(head);
