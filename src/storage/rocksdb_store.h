@@ -9,6 +9,11 @@
 //    order is plain byte order.
 //  * Column family "medkit_meta": bookkeeping that must never collide with user keys; today
 //    only "version_high_water" (u64 LE).
+//  * Table files use partitioned indexes and bloom filters (4 KB partitions, cached in the
+//    block cache like data blocks), so one large file never has an index or filter block too
+//    big for a cache shard (which made every lookup re-read it; see docs/performance.md).
+//  * Memtable inserts use a per-prefix hint (the key up to its last 0x1f), which makes keys
+//    that are rewritten on every request or arrive in time order cheap to insert.
 //
 // Versions: one counter per store, strictly increasing across all keys and across restarts.
 // Every Apply() that writes takes the next value for all keys it writes. Before a version v is
