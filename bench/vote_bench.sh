@@ -5,6 +5,10 @@
 # connection count, with and without pipelining. Server and redis-server on core 0, the load
 # generators on core 1.
 #   bash bench/vote_bench.sh          (CONNECTIONS=256 VIEWERS=100000 DURATION=8 DEPTH=16)
+# Selected rows only (same order, same server): ONLY is a comma list of healthz, vote, getvote,
+# rank, accumulate, redis; DEPTHS the pipeline depths to run (default "1 $DEPTH"), e.g.
+#   ONLY=vote,rank,accumulate DEPTHS=16 bash bench/vote_bench.sh
+# KEEP_DATA=DIR copies the server's data directory (RocksDB LOG included) to DIR at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MEDKIT_BIN:-build/release/medkit}
@@ -13,12 +17,16 @@ DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-256}
 DEPTH=${DEPTH:-16}
 VIEWERS=${VIEWERS:-100000}
+ONLY=${ONLY:-healthz,vote,getvote,rank,accumulate,redis}
+DEPTHS=${DEPTHS:-1 $DEPTH}
+KEEP_DATA=${KEEP_DATA:-}
 CLIENT=benchext
 work=$(mktemp -d)
 cleanup() {
   local pid
   pid=$(cat "$work/pid" 2>/dev/null || true)
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  if [ -n "$KEEP_DATA" ]; then rm -rf "$KEEP_DATA"; cp -r "$work/data" "$KEEP_DATA" || true; fi
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
   sleep 0.2
   rm -rf "$work" 2>/dev/null || true
@@ -85,14 +93,15 @@ echo "redis-server on core 0, load generators on core 1; $CONNECTIONS connection
 echo
 echo "| scenario                       | depth |        req/s |          p50 |          p99 | non-2xx |"
 echo "|--------------------------------|------:|-------------:|-------------:|-------------:|--------:|"
-for depth in 1 "$DEPTH"; do
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+for depth in $DEPTHS; do
   pool=$(( (VIEWERS + depth - 1) / depth ))
-  run "GET /healthz"          GET  /healthz                    -                        none       "$depth" 1000
-  run "POST vote (one poll)"  POST "/v1/e/vote?id=bench"       "$work/viewers.tok"      vote       "$depth" "$pool"
-  run "GET vote"              GET  "/v1/e/vote?id=bench"       "$work/broadcaster.tok"  none       "$depth" 1000
-  run "POST rank"             POST "/v1/e/rank?id=bench"       "$work/viewers.tok"      rank       "$depth" "$pool"
-  run "POST accumulate"       POST "/v1/e/accumulate?id=bench" "$work/viewers.tok"      accumulate "$depth" "$pool"
-  if command -v redis-benchmark >/dev/null; then redis_run "$depth"; fi
+  want healthz    && run "GET /healthz"          GET  /healthz                    -                        none       "$depth" 1000
+  want vote       && run "POST vote (one poll)"  POST "/v1/e/vote?id=bench"       "$work/viewers.tok"      vote       "$depth" "$pool"
+  want getvote    && run "GET vote"              GET  "/v1/e/vote?id=bench"       "$work/broadcaster.tok"  none       "$depth" 1000
+  want rank       && run "POST rank"             POST "/v1/e/rank?id=bench"       "$work/viewers.tok"      rank       "$depth" "$pool"
+  want accumulate && run "POST accumulate"       POST "/v1/e/accumulate?id=bench" "$work/viewers.tok"      accumulate "$depth" "$pool"
+  if want redis && command -v redis-benchmark >/dev/null; then redis_run "$depth"; fi
 done
 echo
 echo "Ratios at the same depth (to GET /healthz, and POST vote to redis HINCRBY):"

@@ -6,7 +6,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_context.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -124,6 +127,26 @@ class ExpiryCompactionFilter final : public rocksdb::CompactionFilter {
   const core::Clock& clock_;
 };
 
+// Memtable insert hints: keys that share everything up to their last \x1f (the services'
+// separator) share one remembered insert position. Keys that are rewritten over and over
+// ("...st", the running sums of a poll, on every vote) or that arrive in time order (vote logs,
+// accumulate entries: "...<ms>\x1f<seq>") then land next to the previous insert without a
+// search from the top of the skip list. Keys without a separator are inserted normally. Each
+// distinct prefix costs one splice (~250 bytes) in the memtable's arena, counted in its size
+// (vote logs make one per poll per millisecond); keys with random suffixes under one prefix
+// (viewer records) cost about what a plain insert does.
+class InsertHintPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "medkit.InsertHintPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    const std::string_view view(key.data(), key.size());
+    return rocksdb::Slice(key.data(), view.rfind('\x1f') + 1);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return std::string_view(key.data(), key.size()).find('\x1f') != std::string_view::npos;
+  }
+};
+
 }  // namespace
 
 class RocksDbStore::Impl {
@@ -142,6 +165,8 @@ class RocksDbStore::Impl {
     db_options.create_missing_column_families = true;
     db_options.max_background_jobs = 2;
     db_options.keep_log_file_num = 5;
+    // Insert hints (below) are ignored by concurrent memtable writes.
+    db_options.allow_concurrent_memtable_write = false;
     // Group commit: WAL records wait in RocksDB's buffer until FlushWrites(), which the server
     // calls once per batch of responses (see store.h).
     db_options.manual_wal_flush = !options_.sync_writes;
@@ -155,6 +180,18 @@ class RocksDbStore::Impl {
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     table.cache_index_and_filter_blocks = true;
     table.pin_l0_filter_and_index_blocks_in_cache = true;
+    // Partitioned index and filters. With one monolithic index block and one filter block per
+    // SST, a file of ~1M small entries (one poll's voters after a burst) has a 2.5 MB index and
+    // a 1.5 MB filter; both are larger than one shard of the block cache (64 MB / 64 shards),
+    // so the cache drops them as soon as they are released and every point lookup that reaches
+    // the file re-reads and decompresses megabytes: throughput fell from ~30k to 0-130 req/s
+    // (see docs/performance.md). Partitions are metadata_block_size (4 KB) each and are cached
+    // like data blocks (high priority); only the small top-level index stays pinned.
+    table.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+    table.partition_filters = true;
+    table.metadata_block_size = 4096;
+    table.pin_top_level_index_and_filter = true;
+    table.cache_index_and_filter_blocks_with_high_priority = true;
     std::shared_ptr<rocksdb::TableFactory> table_factory(rocksdb::NewBlockBasedTableFactory(table));
 
     const auto supported = rocksdb::GetSupportedCompressions();
@@ -168,6 +205,8 @@ class RocksDbStore::Impl {
     data_options.table_factory = table_factory;
     data_options.compaction_filter = &filter_;
     data_options.periodic_compaction_seconds = kPeriodicCompactionSeconds;
+    data_options.memtable_insert_with_hint_prefix_extractor =
+        std::make_shared<InsertHintPrefix>();
 
     rocksdb::ColumnFamilyOptions meta_options;
     meta_options.write_buffer_size = 1 << 20;
@@ -484,5 +523,19 @@ Result<void> RocksDbStore::Close() { return impl_->Close(); }
 Result<void> RocksDbStore::CompactForTest() { return impl_->CompactForTest(); }
 
 Result<size_t> RocksDbStore::RawKeyCountForTest() { return impl_->RawKeyCountForTest(); }
+
+uint64_t RocksDbStore::TakeMetadataBlockReadsForTest() {
+  thread_local bool counting = false;
+  rocksdb::PerfContext* context = rocksdb::get_perf_context();
+  uint64_t reads = 0;
+  if (counting) {
+    reads = context->index_block_read_count + context->filter_block_read_count;
+  } else {
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+    counting = true;
+  }
+  context->Reset();
+  return reads;
+}
 
 }  // namespace medkit::storage

@@ -9,6 +9,11 @@
 //    order is plain byte order.
 //  * Column family "medkit_meta": bookkeeping that must never collide with user keys; today
 //    only "version_high_water" (u64 LE).
+//  * Table files use partitioned indexes and bloom filters (4 KB partitions, cached in the
+//    block cache like data blocks), so one large file never has an index or filter block too
+//    big for a cache shard (which made every lookup re-read it; see docs/performance.md).
+//  * Memtable inserts use a per-prefix hint (the key up to its last 0x1f), which makes keys
+//    that are rewritten on every request or arrive in time order cheap to insert.
 //
 // Versions: one counter per store, strictly increasing across all keys and across restarts.
 // Every Apply() that writes takes the next value for all keys it writes. Before a version v is
@@ -91,6 +96,10 @@ class RocksDbStore final : public Store {
   Result<void> CompactForTest();
   // Number of physically stored user keys, expired ones included. Tests only.
   Result<size_t> RawKeyCountForTest();
+  // Index and filter blocks (partitions included) that the calling thread read from table
+  // files, i.e. block cache misses, since its previous call (RocksDB's thread-local perf
+  // context; the first call on a thread turns the count on and returns 0). Tests only.
+  static uint64_t TakeMetadataBlockReadsForTest();
 
  private:
   class Impl;

@@ -185,6 +185,35 @@ TEST_P(PollServiceTest, UnknownPollReadsAsZeroStatistics) {
             "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],\"decay\":{}}");
 }
 
+// The hand-written renderer (to_chars into one buffer) keeps fmt's number text: integral
+// doubles as integers, others shortest round-trip in fixed notation where fmt uses it.
+TEST(PollRenderingTest, StatsJsonFieldsNumbers) {
+  PollStats s;
+  s.count = 3;
+  s.sum = 4;  // mean 1.333..., sample stddev of {0, 2, 2} = 1.1547...
+  s.sum_squares = 8;
+  s.specific[0] = 1;
+  s.specific[2] = 2;
+  s.specific[31] = INT64_MIN;
+  EXPECT_EQ(StatsJsonFields(s),
+            "\"stddev\":1.1547005383792515,\"mean\":1.3333333333333333,\"sum\":4,\"count\":3,"
+            "\"specific\":[1,0,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+            "-9223372036854775808]");
+  PollStats tiny;
+  tiny.count = 10000;
+  tiny.sum = 1;
+  tiny.sum_squares = 1;
+  EXPECT_TRUE(StatsJsonFields(tiny).starts_with("\"stddev\":0.01,\"mean\":0.0001,\"sum\":1,"))
+      << StatsJsonFields(tiny);
+  PollStats negative;
+  negative.count = 2;
+  negative.sum = -3;
+  negative.sum_squares = 5;  // {-1, -2}
+  EXPECT_TRUE(VoteViewJson(VoteView{negative, -2})
+                  .starts_with("{\"stddev\":0.7071067811865476,\"mean\":-1.5,\"sum\":-3,"));
+  EXPECT_TRUE(VoteViewJson(VoteView{negative, -2}).ends_with("0],\"decay\":{},\"vote\":-2}"));
+}
+
 TEST_P(PollServiceTest, LaterVoteReplacesEarlierOne) {
   std::map<std::string, Holding> ref;
   VoteOk(Viewer("a"), 1);
