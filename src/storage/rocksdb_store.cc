@@ -20,6 +20,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <thread>
 #include <system_error>
 #include <utility>
 
@@ -423,6 +424,16 @@ class RocksDbStore::Impl {
     compact_options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     rocksdb::Status status = db_->CompactRange(compact_options, data_, nullptr, nullptr);
     if (!status.ok()) return StatusError(status);
+    // Let automatic flushes and compactions that the writes before scheduled finish too, so
+    // the files a test looks at next are the final ones.
+    for (int i = 0; i < 1000; ++i) {
+      uint64_t running = 0, pending = 0, flushes = 0;
+      db_->GetIntProperty(data_, "rocksdb.num-running-compactions", &running);
+      db_->GetIntProperty(data_, "rocksdb.compaction-pending", &pending);
+      db_->GetIntProperty(data_, "rocksdb.num-running-flushes", &flushes);
+      if (running == 0 && pending == 0 && flushes == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     return {};
   }
 

@@ -86,7 +86,9 @@ class StoreHarness<RocksDbStore> {
     store_.reset();
     RocksDbOptions options;
     options.path = dir_.path();
-    options.block_cache_bytes = 8 << 20;
+    // The production default: with 8 MB (16 shards of 512 KB) the data blocks a test reads
+    // could evict the index partitions LargeTableIndexAndFilterStayCached counts.
+    options.block_cache_bytes = 64 << 20;
     options.write_buffer_bytes = 4 << 20;
     options.sync_writes = sync_writes_;
     auto opened = RocksDbStore::Open(options, clock_);
