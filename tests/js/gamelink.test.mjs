@@ -7,6 +7,7 @@
 // floods, and shutdown.
 import {describe, it, before, after} from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 import {WebSocket} from 'undici';
 import {startServer, CLIENT_ID} from './lib/server.mjs';
@@ -536,6 +537,61 @@ describe('bad input and floods', () => {
       const health = await fetch(`http://127.0.0.1:${port}/healthz`);
       assert.equal(health.status, 200);
       g.close();
+    } finally {
+      await s2.stop();
+      s2.cleanup();
+    }
+  });
+
+  it('disconnects a game that stops reading, without growing memory; others are unaffected', async () => {
+    const s2 = await startServer({stage: 'sandbox', config: {messaging: {socket_queue_bytes: 65536}}});
+    try {
+      const f = tokenFactory(s2);
+      const writer = await openGame(s2);
+      await writer.authenticate(f.as('broadcaster', {channel: 'slow'}));
+      const healthy = await openGame(s2);
+      await healthy.authenticate(f.as('broadcaster', {channel: 'slow'}));
+      await healthy.ok('subscribe', 'state', {topic_id: 'channel'});
+      // A raw game socket: upgrade, authenticate, subscribe, then never read again.
+      const sock = net.connect(s2.port, '127.0.0.1');
+      await new Promise((r) => sock.once('connect', r));
+      sock.on('error', () => {});
+      const frame = (obj) => {
+        const text = Buffer.from(JSON.stringify(obj));
+        const head = text.length < 126 ? Buffer.from([0x81, 0x80 | text.length])
+                                       : Buffer.from([0x81, 0x80 | 126, text.length >> 8, text.length & 255]);
+        return Buffer.concat([head, Buffer.alloc(4), text]);  // masked with the zero key
+      };
+      sock.write(`GET /0.2.0/${CLIENT_ID} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      sock.write(frame({action: 'authenticate', params: {request_id: 1}, data: {jwt: f.as('broadcaster', {channel: 'slow'}), client_id: CLIENT_ID}}));
+      sock.write(frame({action: 'subscribe', params: {request_id: 2, target: 'state'}, data: {topic_id: 'channel'}}));
+      let got = '';
+      sock.on('data', (d) => { got += d.toString('latin1'); });
+      await waitFor('the raw game\'s subscription', () => got.includes('"request_id":2'));
+      sock.pause();
+      const count = async () => {
+        const r = await s2.request('GET', '/metrics');
+        const line = r.text.split('\n').find((l) => l.startsWith('medkit_viewer_disconnects_total{reason="slow"} '));
+        return Number(line.split(' ').pop());
+      };
+      const rss = () => Number(fs.readFileSync(`/proc/${s2.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]);
+      const before = rss();
+      const blob = 'x'.repeat(12 * 1024);
+      let sets = 0;
+      while (sets < 3000 && (await count()) === 0) {
+        await writer.ok('set', 'state', {state_id: 'channel', state: {n: sets, blob}});
+        sets++;
+        await waitFor('the healthy game to keep up', () => healthy.updates('channel').length >= sets, 20000);
+      }
+      assert.equal(await count(), 1, `after ${sets} sets`);
+      assert.ok(rss() - before < 64 * 1024, 'server memory stayed bounded');
+      assert.deepEqual(healthy.updates('channel').map((m) => m.data.state.n), [...Array(sets).keys()]);
+      await healthy.ok('get', 'state', {state_id: 'channel'});
+      assert.deepEqual([writer.violations, healthy.violations].flat(), []);
+      sock.destroy();
+      writer.close();
+      healthy.close();
     } finally {
       await s2.stop();
       s2.cleanup();
