@@ -262,6 +262,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession>,
   }
 
   bool AddTopic(const std::string& topic) {
+    if (closed_) return false;  // detached already: a topic added now would outlive us
     for (const auto& t : topics_) {
       if (t == topic) return true;
     }
