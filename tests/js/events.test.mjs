@@ -10,7 +10,7 @@ import net from 'node:net';
 import {WebSocket} from 'undici';
 import {startServer, CLIENT_ID} from './lib/server.mjs';
 import {tokenFactory, randomSecret, prodConfig, PROD_CLIENT, PROD_OWNER} from './lib/roles.mjs';
-import {sleep, waitFor, nativeSocket} from './lib/streams.mjs';
+import {sleep, waitFor, nativeSocket, MEMORY_GROWTH_BOUND_KB} from './lib/streams.mjs';
 
 // An SSE reader: records data records (parsed) and ids.
 async function sseStream(srv, token, clientId = CLIENT_ID) {
@@ -256,7 +256,7 @@ describe('native viewer stream', () => {
     }
     assert.equal(await metric(srv, 'medkit_viewer_disconnects_total{reason="slow"}'), 1, `after ${sent} messages`);
     const grown = rssKb(srv.child.pid) - before;
-    assert.ok(grown < 64 * 1024, `server memory grew by ${grown} KiB`);
+    assert.ok(grown < MEMORY_GROWTH_BOUND_KB, `server memory grew by ${grown} KiB`);
     // The server dropped it (the gauge counts only the healthy reader now), and the client,
     // once it reads again, finds what the kernel had buffered and then the end.
     assert.equal(await metric(srv, 'medkit_viewer_sockets{kind="websocket"}'), 1);

@@ -12,7 +12,7 @@ import net from 'node:net';
 import {WebSocket} from 'undici';
 import {startServer, CLIENT_ID} from './lib/server.mjs';
 import {tokenFactory} from './lib/roles.mjs';
-import {sleep, waitFor, nativeSocket} from './lib/streams.mjs';
+import {sleep, waitFor, nativeSocket, MEMORY_GROWTH_BOUND_KB} from './lib/streams.mjs';
 import {openGame, checkPollResult} from './lib/gamelink_client.mjs';
 
 let srv;
@@ -585,7 +585,7 @@ describe('bad input and floods', () => {
         await waitFor('the healthy game to keep up', () => healthy.updates('channel').length >= sets, 20000);
       }
       assert.equal(await count(), 1, `after ${sets} sets`);
-      assert.ok(rss() - before < 64 * 1024, 'server memory stayed bounded');
+      assert.ok(rss() - before < MEMORY_GROWTH_BOUND_KB, 'server memory stayed bounded');
       assert.deepEqual(healthy.updates('channel').map((m) => m.data.state.n), [...Array(sets).keys()]);
       await healthy.ok('get', 'state', {state_id: 'channel'});
       assert.deepEqual([writer.violations, healthy.violations].flat(), []);

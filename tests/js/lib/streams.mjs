@@ -6,6 +6,11 @@ import {CLIENT_ID} from './server.mjs';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// How much the server's resident memory may grow in the slow-reader tests: 64 MiB, or 512 MiB
+// under the sanitizers, whose quarantine keeps freed memory (tests/CMakeLists.txt sets
+// MEDKIT_SANITIZED for the asan-ubsan preset).
+export const MEMORY_GROWTH_BOUND_KB = process.env.MEDKIT_SANITIZED === '1' ? 512 * 1024 : 64 * 1024;
+
 // Polls predicate (which may be async) every 25 ms; throws after timeoutMs.
 export async function waitFor(what, predicate, timeoutMs = 10000) {
   const until = Date.now() + timeoutMs;
