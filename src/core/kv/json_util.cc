@@ -4,6 +4,7 @@
 #include <boost/json/parse_options.hpp>
 #include <boost/json/monotonic_resource.hpp>
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 namespace medkit::core::kv {
@@ -17,6 +18,30 @@ std::string IdField(const json::object& o, std::string_view name) {
   if (v.is_int64()) return std::to_string(v.get_int64());
   if (v.is_uint64()) return std::to_string(v.get_uint64());
   return {};
+}
+
+std::optional<int64_t> IntegerField(const json::object& o, std::string_view name) {
+  auto it = o.find(name);
+  if (it == o.end()) return std::nullopt;
+  const json::value& v = it->value();
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
+    return static_cast<int64_t>(v.get_uint64());
+  }
+  if (v.is_double()) {
+    double d = v.get_double();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
+      return static_cast<int64_t>(d);
+    }
+    return std::nullopt;
+  }
+  if (v.is_string()) {
+    std::string_view s = v.get_string();
+    int64_t n = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (!s.empty() && ec == std::errc() && end == s.data() + s.size()) return n;
+  }
+  return std::nullopt;
 }
 
 size_t JsonDepth(const json::value& v) {

@@ -14,7 +14,6 @@
 #include <openssl/rand.h>
 
 #include <boost/json.hpp>
-#include <cmath>
 #include <cstdio>
 #include <utility>
 
@@ -45,33 +44,6 @@ bool CleanId(std::string_view s) {
   return true;
 }
 
-// An integer amount: an int, an integral double, or a decimal string; nullopt otherwise.
-std::optional<int64_t> IntField(const json::object& o, std::string_view name) {
-  auto it = o.find(name);
-  if (it == o.end()) return std::nullopt;
-  const json::value& v = it->value();
-  if (v.is_int64()) return v.get_int64();
-  if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
-    return static_cast<int64_t>(v.get_uint64());
-  }
-  if (v.is_double()) {
-    double d = v.get_double();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15)
-      return static_cast<int64_t>(d);
-    return std::nullopt;
-  }
-  if (v.is_string()) {
-    std::string_view s = v.get_string();
-    if (s.empty() || s.size() > 18) return std::nullopt;
-    int64_t n = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return std::nullopt;
-      n = n * 10 + (c - '0');
-    }
-    return n;
-  }
-  return std::nullopt;
-}
 
 const json::object* ObjectField(const json::object& o, std::string_view name) {
   auto it = o.find(name);
@@ -199,7 +171,7 @@ struct Record {
     t.id = StringField(tx, "id");
     t.sku = StringField(tx, "sku");
     t.currency = StringField(tx, "currency");
-    t.timestamp_ms = IntField(tx, "timestamp").value_or(0);
+    t.timestamp_ms = kv::IntegerField(tx, "timestamp").value_or(0);
     t.validated = validated;
     t.json = json::serialize(tx);
     return t;
@@ -297,7 +269,7 @@ Result<Transaction> TransactionService::RecordBits(const Identity& who, const js
   }
   std::string cost_type;
   if (const json::object* cost = ObjectField(*product, "cost")) {
-    p.cost = IntField(*cost, "amount").value_or(-1);
+    p.cost = kv::IntegerField(*cost, "amount").value_or(-1);
     cost_type = StringField(*cost, "type");
   }
   if (p.cost < 0) return Bad("Invalid body", "product.cost.amount must be a non-negative integer");
@@ -350,7 +322,7 @@ Result<Transaction> TransactionService::PurchaseCoins(const Identity& who, const
   if (in == nullptr) return Bad("Invalid body", "expected {\"sku\", \"price\"}");
   const std::string sku = StringField(*in, "sku");
   if (!CleanId(sku)) return Bad("Invalid body", "sku required");
-  auto price = IntField(*in, "price");
+  auto price = kv::IntegerField(*in, "price");
   if (!price || *price < 0) return Bad("Invalid body", "price must be a non-negative integer");
 
   boost::system::error_code ec;
@@ -359,7 +331,7 @@ Result<Transaction> TransactionService::PurchaseCoins(const Identity& who, const
   if (!ec && config.is_object()) skus = ObjectField(config.get_object(), "skus");
   const json::object* item = skus != nullptr ? ObjectField(*skus, sku) : nullptr;
   if (item == nullptr) return MakeError(Errc::kNotFound, "unknown sku");
-  auto configured = IntField(*item, "price");
+  auto configured = kv::IntegerField(*item, "price");
   if (!configured || *configured != *price) {
     return Bad("price does not match",
                configured ? "the price of " + sku + " is " + std::to_string(*configured)
@@ -375,7 +347,7 @@ Result<Transaction> TransactionService::PurchaseCoins(const Identity& who, const
     uint64_t version = 0;
     if (*entry) {
       json::object holder{{"n", (*entry)->value}};
-      balance = IntField(holder, "n").value_or(0);
+      balance = kv::IntegerField(holder, "n").value_or(0);
       version = (*entry)->version;
     }
     if (balance < *price) {
@@ -424,7 +396,7 @@ Result<int64_t> TransactionService::CoinBalance(std::string_view client_id,
   if (!entry) return std::move(entry).error();
   if (!*entry) return int64_t{0};
   json::object holder{{"n", (*entry)->value}};
-  return IntField(holder, "n").value_or(0);
+  return kv::IntegerField(holder, "n").value_or(0);
 }
 
 Result<std::vector<Transaction>> TransactionService::Unvalidated(std::string_view client_id,
@@ -511,7 +483,7 @@ Result<void> TransactionService::Refund(std::string_view client_id, std::string_
       batch.ExpectVersion(candidate.key, candidate.entry.version);
       batch.Put(candidate.key, record->Serialize(), candidate.entry.expires_at_ms);
       // A refunded coin purchase gives its coins back.
-      int64_t cost = IntField(record->tx, "cost").value_or(0);
+      int64_t cost = kv::IntegerField(record->tx, "cost").value_or(0);
       if (StringField(record->tx, "currency") == "coins" && cost > 0 && !record->viewer.empty()) {
         batch.Add(balance_prefix + record->viewer, cost);
       }

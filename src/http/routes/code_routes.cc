@@ -2,10 +2,10 @@
 // codes/eligible (alias codes/eligibility), codes/redeemed, codes/redeem. Each handler parses,
 // calls CodeService, and renders.
 #include <boost/json.hpp>
-#include <charconv>
 #include <optional>
 
 #include "core/gamecode/code_service.h"
+#include "core/kv/json_util.h"
 #include "http/router.h"
 #include "http/routes/routes.h"
 
@@ -18,30 +18,6 @@ namespace {
 
 core::Error BadBody(std::string info) {
   return core::MakeError(core::Errc::kInvalidArgument, "Invalid body", std::move(info));
-}
-
-// An integer member (a JSON integer, an integral double, or a decimal string).
-std::optional<int64_t> IntMember(const json::object& o, std::string_view name) {
-  auto it = o.find(name);
-  if (it == o.end()) return std::nullopt;
-  const json::value& v = it->value();
-  if (v.is_int64()) return v.get_int64();
-  if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
-    return static_cast<int64_t>(v.get_uint64());
-  }
-  if (v.is_double()) {
-    double d = v.get_double();
-    if (d >= -9e15 && d <= 9e15 && d == static_cast<double>(static_cast<int64_t>(d))) {
-      return static_cast<int64_t>(d);
-    }
-  }
-  if (v.is_string()) {
-    std::string_view s = v.get_string();
-    int64_t n = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec == std::errc() && p == s.data() + s.size() && !s.empty()) return n;
-  }
-  return std::nullopt;
 }
 
 std::string Quote(std::string_view s) { return json::serialize(json::string(s)); }
@@ -130,11 +106,11 @@ core::Result<std::string> MarkFromPoll(const Call& call) {
   if (request.poll_id.empty()) {
     if (auto id = call.request.Query("id")) request.poll_id = std::string(*id);
   }
-  auto correct = IntMember(o, "correct");
+  auto correct = core::kv::IntegerField(o, "correct");
   if (!correct) return BadBody("\"correct\" must be an integer (the winning vote value)");
   request.correct = *correct;
   if (o.contains("cutoff_timestamp")) {
-    auto cutoff = IntMember(o, "cutoff_timestamp");
+    auto cutoff = core::kv::IntegerField(o, "cutoff_timestamp");
     if (!cutoff || *cutoff < 0) return BadBody("\"cutoff_timestamp\" must be unix seconds");
     request.cutoff_timestamp_s = *cutoff;
   }
@@ -165,8 +141,8 @@ core::Result<std::string> Redeem(const Call& call) {
   if (!body->is_object()) return BadBody("expected {\"all_prizes\": <prize index>}");
   const json::object& o = body->get_object();
   // Current MEDKit sends {"all_prizes": i}; before 2021 it sent {"prize": i}.
-  auto prize = IntMember(o, "all_prizes");
-  if (!prize) prize = IntMember(o, "prize");
+  auto prize = core::kv::IntegerField(o, "all_prizes");
+  if (!prize) prize = core::kv::IntegerField(o, "prize");
   if (!prize) return BadBody("expected {\"all_prizes\": <prize index>}");
   auto result = call.services.codes->Redeem(call.who(), *prize);
   if (!result) return std::move(result).error();
