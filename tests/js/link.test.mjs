@@ -7,29 +7,23 @@
 // (authenticate with the PIN, refresh tokens) is not reachable over REST.
 import {test, describe, before, after} from 'node:test';
 import assert from 'node:assert/strict';
-import {startServer, decodeJwt, CLIENT_ID} from './lib/server.mjs';
-import {tokenFactory, randomSecret, expectStatus, uid, REFUSED, PROD_CLIENT, prodConfig} from './lib/roles.mjs';
+import {decodeJwt, CLIENT_ID} from './lib/server.mjs';
+import {randomSecret, expectStatus, uid, REFUSED, PROD_CLIENT, startBothStages} from './lib/roles.mjs';
 import {openUser, closeAllUsers, rejection} from './lib/medkit_client.mjs';
 
 const PIN = /^[A-HJ-KM-NP-Z2-46-9]{6}$/;
 const SECRET = randomSecret();
 let sb, prod, SB, PR;
 
+let stages;
 before(async () => {
-  [sb, prod] = await Promise.all([
-    startServer({stage: 'sandbox'}),
-    startServer({stage: 'production', config: prodConfig(SECRET, randomSecret())}),
-  ]);
-  SB = tokenFactory(sb);
-  PR = tokenFactory(prod, {secret: SECRET});
-  PR.clientId = PROD_CLIENT;
+  stages = await startBothStages(SECRET);
+  ({sb, prod, SB, PR} = stages);
 });
 
 after(async () => {
   closeAllUsers();
-  await Promise.all([sb?.stop(), prod?.stop()]);
-  sb?.cleanup();
-  prod?.cleanup();
+  await stages?.stop();
 });
 
 const broadcaster = (f, channel) => f.as('broadcaster', {channel});

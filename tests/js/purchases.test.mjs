@@ -13,8 +13,8 @@
 import {test, describe, before, after} from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import {startServer, signJwt} from './lib/server.mjs';
-import {tokenFactory, randomSecret, expectStatus, uid, PROD_CLIENT, prodConfig} from './lib/roles.mjs';
+import {signJwt} from './lib/server.mjs';
+import {randomSecret, expectStatus, uid, PROD_CLIENT, startBothStages} from './lib/roles.mjs';
 import {openUser, closeAllUsers} from './lib/medkit_client.mjs';
 
 const SECRET = randomSecret();
@@ -23,21 +23,15 @@ const now = () => Math.floor(Date.now() / 1000);
 const plain = (v) => JSON.parse(JSON.stringify(v));
 let sb, prod, SB, PR;
 
+let stages;
 before(async () => {
-  [sb, prod] = await Promise.all([
-    startServer({stage: 'sandbox'}),
-    startServer({stage: 'production', config: prodConfig(SECRET, randomSecret())}),
-  ]);
-  SB = tokenFactory(sb);
-  PR = tokenFactory(prod, {secret: SECRET});
-  PR.clientId = PROD_CLIENT;
+  stages = await startBothStages(SECRET);
+  ({sb, prod, SB, PR} = stages);
 });
 
 after(async () => {
   closeAllUsers();
-  await Promise.all([sb?.stop(), prod?.stop()]);
-  sb?.cleanup();
-  prod?.cleanup();
+  await stages?.stop();
 });
 
 // The body MEDKit forwards from Twitch's onTransactionComplete.

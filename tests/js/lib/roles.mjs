@@ -16,7 +16,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import {test, describe} from 'node:test';
 import assert from 'node:assert/strict';
-import {signJwt, CLIENT_ID} from './server.mjs';
+import {signJwt, startServer, CLIENT_ID} from './server.mjs';
 
 // A random base64 extension secret (32 bytes).
 export function randomSecret() {
@@ -97,6 +97,25 @@ export function prodConfig(secret, secret2) {
     {client_id: PROD_CLIENT, secret, owner_id: PROD_OWNER, admin_ids: [PROD_ADMIN]},
     {client_id: PROD_CLIENT2, secret: secret2, owner_id: 'owner2', admin_ids: []},
   ]};
+}
+
+// A sandbox server and a production one (extensions of prodConfig, PROD_CLIENT's secret given)
+// side by side, with a token factory for each: {sb, prod, SB, PR, stop()}.
+export async function startBothStages(secret) {
+  const [sb, prod] = await Promise.all([
+    startServer({stage: 'sandbox'}),
+    startServer({stage: 'production', config: prodConfig(secret, randomSecret())}),
+  ]);
+  const PR = tokenFactory(prod, {secret});
+  PR.clientId = PROD_CLIENT;
+  return {
+    sb, prod, SB: tokenFactory(sb), PR,
+    async stop() {
+      await Promise.all([sb.stop(), prod.stop()]);
+      sb.cleanup();
+      prod.cleanup();
+    },
+  };
 }
 
 export const SANDBOX_ROLES = ['viewer', 'moderator', 'broadcaster', 'admin', 'backend', 'external',
