@@ -216,6 +216,53 @@ Options Parse(int argc, char** argv) {
 }
 
 
+// Per-message send times and per-delivery latencies, shared by both modes.
+struct Deliveries {
+  explicit Deliveries(int messages) : sent_ns(size_t(messages), 0), seen(size_t(messages), 0) {}
+
+  void Sent(int m) {
+    sent_ns[size_t(m)] = NowNs();
+    if (first_send == 0) first_send = sent_ns[size_t(m)];
+  }
+  // A frame that may carry "m":<n>: one delivery of message n.
+  void Received(std::string_view payload) {
+    auto at = payload.find("\"m\":");
+    if (at == std::string_view::npos) return;
+    int m = std::atoi(payload.data() + at + 4);
+    if (m < 0 || size_t(m) >= sent_ns.size() || sent_ns[size_t(m)] == 0) return;
+    int64_t now = NowNs();
+    latencies.push_back(now - sent_ns[size_t(m)]);
+    ++seen[size_t(m)];
+    ++count;
+    last_arrival = now;
+  }
+  // Prints the summary and the RESULT line; want = the deliveries expected.
+  void Report(int sockets, int channels, int64_t want, int publish_errors) {
+    std::sort(latencies.begin(), latencies.end());
+    auto pct = [&](double q) -> double {
+      if (latencies.empty()) return 0;
+      size_t i = std::min(latencies.size() - 1, size_t(q * double(latencies.size())));
+      return double(latencies[i]) / 1000.0;
+    };
+    double seconds = last_arrival > first_send ? double(last_arrival - first_send) / 1e9 : 0;
+    double rate = seconds > 0 ? double(count) / seconds : 0;
+    std::printf("%lld deliveries of %lld in %.3f s = %.0f deliveries/s; latency p50 %.0f us, "
+                "p99 %.0f us, max %.0f us; %d publish errors\n",
+                (long long)count, (long long)want, seconds, rate, pct(0.5), pct(0.99), pct(1.0),
+                publish_errors);
+    std::printf("RESULT sockets=%d channels=%d messages=%zu deliveries=%lld missing=%lld "
+                "seconds=%.3f deliveries_per_s=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f "
+                "publish_errors=%d\n",
+                sockets, channels, sent_ns.size(), (long long)count, (long long)(want - count),
+                seconds, rate, pct(0.5), pct(0.99), pct(1.0), publish_errors);
+  }
+
+  std::vector<int64_t> sent_ns;
+  std::vector<int> seen;
+  std::vector<int64_t> latencies;
+  int64_t count = 0, first_send = 0, last_arrival = 0;
+};
+
 // GameLink mode: --sockets authenticated GameLink connections (the first --subscribers on
 // channel 0, subscribed to its state; the rest spread over the other channels, idle), and one
 // more game on channel 0 that sends --messages `set state` requests; latency = arrival of the
@@ -248,10 +295,7 @@ int RunGameLink(const Options& o, const std::vector<std::string>& publisher_toke
     epoll_ctl(ep, EPOLL_CTL_ADD, s.fd, &ev);
   }
   const int want_answers = (o.sockets + 1) + o.subscribers;
-  std::vector<int64_t> sent_ns(size_t(o.messages), 0);
-  std::vector<int> seen(size_t(o.messages), 0);
-  std::vector<int64_t> latencies;
-  int64_t deliveries = 0, first_send = 0, last_arrival = 0;
+  Deliveries d(o.messages);
   int errors = 0;
   epoll_event events[1024];
   auto poll_once = [&](int timeout_ms) {
@@ -265,16 +309,7 @@ int RunGameLink(const Options& o, const std::vector<std::string>& publisher_toke
           if (text.find("\"errors\"") != std::string_view::npos) ++errors;
           return;
         }
-        auto at = text.find("\"m\":");
-        if (at == std::string_view::npos || int(i) >= o.subscribers) return;
-        int m = std::atoi(text.data() + at + 4);
-        if (m >= 0 && m < o.messages && sent_ns[size_t(m)] != 0) {
-          int64_t now = NowNs();
-          latencies.push_back(now - sent_ns[size_t(m)]);
-          ++seen[size_t(m)];
-          ++deliveries;
-          last_arrival = now;
-        }
+        if (int(i) < o.subscribers) d.Received(text);
       });
       if (!alive) Die("a game socket was closed by the server");
     }
@@ -300,32 +335,18 @@ int RunGameLink(const Options& o, const std::vector<std::string>& publisher_toke
       std::string req = "{\"action\":\"set\",\"params\":{\"request_id\":" + std::to_string(3 + next % 100) +
                         ",\"target\":\"state\"},\"data\":{\"state_id\":\"channel\",\"state\":{\"m\":" +
                         std::to_string(next) + "}}}";
-      sent_ns[size_t(next)] = NowNs();
-      if (first_send == 0) first_send = sent_ns[size_t(next)];
+      d.Sent(next);
       fcntl(pub.fd, F_SETFL, fcntl(pub.fd, F_GETFL) & ~O_NONBLOCK);
       WriteAll(pub.fd, ClientFrame(req));
       fcntl(pub.fd, F_SETFL, fcntl(pub.fd, F_GETFL) | O_NONBLOCK);
       ++next;
     }
     poll_once(5);
-    while (complete < o.messages && seen[size_t(complete)] >= o.subscribers) ++complete;
+    while (complete < o.messages && d.seen[size_t(complete)] >= o.subscribers) ++complete;
   }
-  std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double q) -> double {
-    if (latencies.empty()) return 0;
-    return double(latencies[std::min(latencies.size() - 1, size_t(q * double(latencies.size())))]) / 1000.0;
-  };
-  double seconds = last_arrival > first_send ? double(last_arrival - first_send) / 1e9 : 0;
-  int64_t want = int64_t(o.messages) * o.subscribers;
-  std::printf("%d games (%d subscribed), %d state sets (window %d): %lld pushes of %lld, "
-              "latency p50 %.0f us, p99 %.0f us, max %.0f us\n",
-              o.sockets + 1, o.subscribers, o.messages, o.window, (long long)deliveries,
-              (long long)want, pct(0.5), pct(0.99), pct(1.0));
-  std::printf("RESULT sockets=%d channels=%d messages=%d deliveries=%lld missing=%lld seconds=%.3f "
-              "deliveries_per_s=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f publish_errors=%d\n",
-              o.sockets + 1, o.channels, o.messages, (long long)deliveries,
-              (long long)(want - deliveries), seconds, seconds > 0 ? double(deliveries) / seconds : 0,
-              pct(0.5), pct(0.99), pct(1.0), errors);
+  std::printf("%d games (%d subscribed), %d state sets (window %d): ", o.sockets + 1,
+              o.subscribers, o.messages, o.window);
+  d.Report(o.sockets + 1, o.channels, int64_t(o.messages) * o.subscribers, errors);
   for (auto& s : sockets) close(s.fd);
   return 0;
 }
@@ -370,33 +391,17 @@ int main(int argc, char** argv) {
     epoll_ctl(ep, EPOLL_CTL_ADD, s.fd, &ev);
   }
 
-  // Per message: send time, deliveries seen.
-  std::vector<int64_t> sent_ns(static_cast<size_t>(o.messages), 0);
-  std::vector<int> seen(static_cast<size_t>(o.messages), 0);
+  Deliveries d(o.messages);
   const int per_message = o.sockets / o.channels + 0;  // sockets per channel (remainder below)
   std::vector<int> expected(static_cast<size_t>(o.messages));
   for (int m = 0; m < o.messages; ++m) {
     int channel = m % o.channels;
     expected[static_cast<size_t>(m)] = per_message + (channel < o.sockets % o.channels ? 1 : 0);
   }
-  std::vector<int64_t> latencies;
-  latencies.reserve(static_cast<size_t>(o.sockets) * static_cast<size_t>(std::min(o.messages, 1000)));
-  int64_t deliveries = 0;
-  int64_t first_send = 0, last_arrival = 0;
+  d.latencies.reserve(size_t(o.sockets) * size_t(std::min(o.messages, 1000)));
 
   auto drain = [&](Socket& s) -> bool {
-    return ReadFrames(s, &opened, [&](std::string_view payload) {
-      auto at = payload.find("\"m\":");
-      if (at == std::string_view::npos) return;
-      int m = std::atoi(payload.data() + at + 4);
-      if (m >= 0 && m < o.messages && sent_ns[size_t(m)] != 0) {
-        int64_t now = NowNs();
-        latencies.push_back(now - sent_ns[size_t(m)]);
-        ++seen[size_t(m)];
-        ++deliveries;
-        last_arrival = now;
-      }
-    });
+    return ReadFrames(s, &opened, [&](std::string_view payload) { d.Received(payload); });
   };
 
   epoll_event events[1024];
@@ -431,8 +436,7 @@ int main(int argc, char** argv) {
     std::string req = "POST /v1/e/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " +
                       client + " " + jwt + "\r\nContent-Length: " + std::to_string(body.size()) +
                       "\r\n\r\n" + body;
-    sent_ns[size_t(m)] = NowNs();
-    if (first_send == 0) first_send = sent_ns[size_t(m)];
+    d.Sent(m);
     fcntl(pub, F_SETFL, fcntl(pub, F_GETFL) & ~O_NONBLOCK);
     WriteAll(pub, req);
     fcntl(pub, F_SETFL, fcntl(pub, F_GETFL) | O_NONBLOCK);
@@ -463,30 +467,16 @@ int main(int argc, char** argv) {
     while (next < o.messages && next - complete < o.window) publish(next++);
     poll_once(5);
     read_pub();
-    while (complete < o.messages && seen[size_t(complete)] >= expected[size_t(complete)]) ++complete;
+    while (complete < o.messages && d.seen[size_t(complete)] >= expected[size_t(complete)]) ++complete;
     if (NowNs() > deadline) break;
   }
   read_pub();
 
   int64_t want = 0;
   for (int e : expected) want += e;
-  std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double q) -> double {
-    if (latencies.empty()) return 0;
-    size_t i = std::min(latencies.size() - 1, size_t(q * double(latencies.size())));
-    return double(latencies[i]) / 1000.0;
-  };
-  double seconds = last_arrival > first_send ? double(last_arrival - first_send) / 1e9 : 0;
-  double rate = seconds > 0 ? double(deliveries) / seconds : 0;
-  std::printf("%d sockets, %d channels, %d messages (window %d): %lld deliveries of %lld in %.3f s "
-              "= %.0f deliveries/s; latency p50 %.0f us, p99 %.0f us, max %.0f us; %d publish "
-              "errors\n",
-              o.sockets, o.channels, o.messages, o.window, (long long)deliveries, (long long)want,
-              seconds, rate, pct(0.5), pct(0.99), pct(1.0), bad);
-  std::printf("RESULT sockets=%d channels=%d messages=%d deliveries=%lld missing=%lld seconds=%.3f "
-              "deliveries_per_s=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f publish_errors=%d\n",
-              o.sockets, o.channels, o.messages, (long long)deliveries,
-              (long long)(want - deliveries), seconds, rate, pct(0.5), pct(0.99), pct(1.0), bad);
+  std::printf("%d sockets, %d channels, %d messages (window %d): ", o.sockets, o.channels,
+              o.messages, o.window);
+  d.Report(o.sockets, o.channels, want, bad);
   for (auto& s : sockets) close(s.fd);
   close(pub);
   return 0;
